@@ -1,0 +1,44 @@
+# Two commands for a newcomer (see README.md):
+#   make run    set everything up and serve on the embedded local store
+#   make test   set everything up and run every check and test tier
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TOOLS_STAMP := tools/node_modules/.installed
+
+.PHONY: run test setup lint protos pytest clean
+
+run: $(STAMP)
+	$(BIN)/sessiond serve
+
+test: $(STAMP) $(TOOLS_STAMP) lint pytest
+
+setup: $(STAMP) $(TOOLS_STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test,dev]'
+	touch $@
+
+$(TOOLS_STAMP): tools/package.json tools/package-lock.json
+	cd tools && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# Contract and code checks: buf STANDARD lint and format, committed stubs
+# match the protos, ruff.
+lint: $(STAMP) $(TOOLS_STAMP)
+	cd protos && ../tools/node_modules/.bin/buf lint && ../tools/node_modules/.bin/buf format --diff --exit-code
+	PYTHON=$(BIN)/python scripts/gen_protos.sh --check
+	$(BIN)/ruff check server client tests
+	$(BIN)/ruff format --check server client tests
+
+protos: $(STAMP)
+	PYTHON=$(BIN)/python scripts/gen_protos.sh
+
+pytest: $(STAMP)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) tools/node_modules .pytest_cache

@@ -1,0 +1,1 @@
+"""Test support code: fixtures and helpers shared by every tier."""
