@@ -1,0 +1,123 @@
+"""What every RPC handler shares: tenant resolution, error mapping, metrics.
+
+Handlers stay thin: each is wrapped by :func:`unary` or :func:`streaming`,
+which resolve the caller's tenant, map any failure to a gRPC status in one
+place (``errors.abort``) and record the call's code and latency.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextvars import ContextVar
+from typing import Any, Protocol, TypeVar
+
+import grpc
+from sessiond.server.api.errors import abort, as_domain_error
+from sessiond.server.domain.keys import TenantKeys
+
+#: The tenant of the call being served (for logs).
+current_tenant: ContextVar[str] = ContextVar("sessiond_tenant", default="-")
+#: The method of the call being served (for logs).
+current_method: ContextVar[str] = ContextVar("sessiond_method", default="-")
+
+
+class RpcObserver(Protocol):
+    """Receives one record per finished call."""
+
+    def rpc_done(self, method: str, code: str, seconds: float) -> None:
+        """Records a finished call."""
+        ...
+
+
+class Tenancy(Protocol):
+    """Decides which tenant a call belongs to (from its authenticated identity)."""
+
+    def tenant_of(self, context: grpc.aio.ServicerContext) -> str:
+        """The caller's tenant; raises a SessiondError when the caller is not allowed."""
+        ...
+
+
+class SingleTenant:
+    """No authentication: every caller is the one tenant (``default``)."""
+
+    def __init__(self, tenant: str = "default") -> None:
+        self.tenant = tenant
+
+    def tenant_of(self, context: grpc.aio.ServicerContext) -> str:
+        """Always the configured tenant."""
+        return self.tenant
+
+
+class CallHost(Protocol):
+    """What a servicer provides to the wrappers."""
+
+    tenancy: Tenancy
+    observer: RpcObserver
+
+
+R = TypeVar("R")
+
+
+def _keys(host: CallHost, context: grpc.aio.ServicerContext) -> TenantKeys:
+    tenant = host.tenancy.tenant_of(context)
+    current_tenant.set(tenant)
+    return TenantKeys(tenant)
+
+
+def unary(
+    name: str,
+) -> Callable[[Callable[..., Awaitable[R]]], Callable[..., Awaitable[R]]]:
+    """Wraps a unary-response handler ``fn(self, request, context, keys)``."""
+
+    def wrap(fn: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
+        @functools.wraps(fn)
+        async def handler(self: CallHost, request: Any, context: grpc.aio.ServicerContext) -> R:
+            current_method.set(name)
+            started, code = time.perf_counter(), "OK"
+            try:
+                return await fn(self, request, context, _keys(self, context))
+            except grpc.aio.AbortError:
+                code = "ABORTED_BY_HANDLER"
+                raise
+            except Exception as exc:
+                error = as_domain_error(exc)
+                code = error.code
+                await abort(context, error)
+                raise  # abort raises; this line is never reached
+            finally:
+                self.observer.rpc_done(name, code, time.perf_counter() - started)
+
+        return handler
+
+    return wrap
+
+
+def streaming(
+    name: str,
+) -> Callable[[Callable[..., AsyncIterator[Any]]], Callable[..., AsyncIterator[Any]]]:
+    """Wraps a server-streaming handler ``fn(self, request, context, keys)``."""
+
+    def wrap(fn: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
+        @functools.wraps(fn)
+        async def handler(
+            self: CallHost, request: Any, context: grpc.aio.ServicerContext
+        ) -> AsyncIterator[Any]:
+            current_method.set(name)
+            started, code = time.perf_counter(), "OK"
+            try:
+                async for item in fn(self, request, context, _keys(self, context)):
+                    yield item
+            except grpc.aio.AbortError:
+                raise
+            except Exception as exc:
+                error = as_domain_error(exc)
+                code = error.code
+                await abort(context, error)
+            finally:
+                self.observer.rpc_done(name, code, time.perf_counter() - started)
+
+        return handler
+
+    return wrap

@@ -1,0 +1,191 @@
+"""The composition root: builds the whole server from settings and injectable parts.
+
+Tests call :func:`build_server` with a fake store, a manual clock and port 0;
+``sessiond serve`` calls it with what the settings say.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+from sessiond.server.api.calls import SingleTenant, Tenancy
+from sessiond.server.api.servicer import Domain, SessionServicer
+from sessiond.server.domain.clock import Clock, IdSource, SystemClock, default_replica_id
+from sessiond.server.domain.context import ServiceContext
+from sessiond.server.domain.engines import EchoEngine, Engine, EngineRegistry
+from sessiond.server.domain.index import TenantIndex
+from sessiond.server.domain.limits import Limits
+from sessiond.server.domain.pagination import PageTokens
+from sessiond.server.domain.repository import SessionRepository
+from sessiond.server.domain.reviews import ReviewService
+from sessiond.server.domain.sessions import SessionLifecycle
+from sessiond.server.domain.turn_service import TurnService
+from sessiond.server.ops.metrics import Metrics
+from sessiond.server.ops.settings import Settings
+from sessiond.server.storage.factory import open_store
+from sessiond.server.storage.port import ObjectStore
+from sessiond.v1 import session_service_pb2, session_service_pb2_grpc
+
+log = logging.getLogger("sessiond.server")
+
+SERVICE_NAME = session_service_pb2.DESCRIPTOR.services_by_name["SessionService"].full_name
+
+
+@dataclass
+class Server:
+    """A built server: start it, serve, stop it gracefully.
+
+    Attributes:
+        grpc_server: The grpc.aio server.
+        port: The bound port (after ``start``).
+        health: The health servicer (per service name).
+        metrics: The server's metrics.
+        store: The object store.
+        context: The domain services' shared dependencies.
+        servicer: The SessionService servicer.
+    """
+
+    grpc_server: grpc.aio.Server
+    settings: Settings
+    health: HealthServicer
+    metrics: Metrics
+    store: ObjectStore
+    context: ServiceContext
+    servicer: SessionServicer
+    port: int = 0
+    _health_task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    async def start(self) -> int:
+        """Opens the store (which probes conditional writes), binds and starts serving."""
+        await self.store.start()
+        self.port = self.grpc_server.add_insecure_port(self.settings.listen)
+        if self.port == 0:
+            raise RuntimeError(f"cannot listen on {self.settings.listen}")
+        await self.grpc_server.start()
+        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+        self._health_task = asyncio.get_running_loop().create_task(self._watch_store())
+        return self.port
+
+    async def _watch_store(self) -> None:
+        """Readiness follows the store: NOT_SERVING for SessionService while it fails."""
+        interval = self.settings.health_check_interval_seconds
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await asyncio.wait_for(self.store.list("tenants/", limit=1), timeout=interval)
+                status = health_pb2.HealthCheckResponse.SERVING
+            except Exception:
+                status = health_pb2.HealthCheckResponse.NOT_SERVING
+            await self.health.set(SERVICE_NAME, status)
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Graceful shutdown: NOT_SERVING first, let calls finish, release leases, close."""
+        grace = self.settings.shutdown_grace_seconds if grace is None else grace
+        if self._health_task is not None:
+            self._health_task.cancel()
+        await self.health.enter_graceful_shutdown()
+        await self.grpc_server.stop(grace)
+        # Calls still running at the end of the grace period were cancelled;
+        # their turns release the lease in tasks that we wait for here.
+        await self.servicer.drain(max(grace, 1.0))
+        await self.context.background.drain(max(grace, 1.0))
+        await self.store.close()
+
+    async def wait(self) -> None:
+        """Serves until the server stops."""
+        await self.grpc_server.wait_for_termination()
+
+
+def build_server(
+    settings: Settings,
+    *,
+    store: ObjectStore | None = None,
+    clock: Clock | None = None,
+    ids: IdSource | None = None,
+    engines: list[Engine] | None = None,
+    tenancy: Tenancy | None = None,
+    limits: Limits | None = None,
+) -> Server:
+    """Builds a server (not yet started) from settings and optional injected parts."""
+    metrics = Metrics()
+    if store is None:
+        store = open_store(
+            settings.store,
+            s3_endpoint=settings.s3_endpoint,
+            s3_region=settings.s3_region,
+            observer=metrics.store_request,
+        )
+    clock = clock or SystemClock()
+    ids = ids or IdSource()
+    limits = limits or Limits(max_message_bytes=settings.max_message_bytes)
+    registry = EngineRegistry(engines or [EchoEngine()], default=settings.default_engine)
+    secret = hashlib.sha256(settings.page_token_secret.get_secret_value().encode()).digest()
+    context = ServiceContext(
+        repo=SessionRepository(store),
+        index=TenantIndex(store),
+        clock=clock,
+        ids=ids,
+        tokens=PageTokens(secret),
+        limits=limits,
+        engines=registry,
+        holder=settings.replica_id or default_replica_id(),
+        lease_ttl=timedelta(seconds=settings.lease_ttl_seconds),
+        metrics=metrics,
+    )
+    domain = Domain(
+        sessions=SessionLifecycle(context),
+        turns=TurnService(context),
+        reviews=ReviewService(context),
+        engines=registry,
+        ids=ids,
+        clock=clock,
+        limits=limits,
+    )
+    from sessiond.server.api.bundles import BundleRpc
+
+    servicer = SessionServicer(
+        domain,
+        tenancy=tenancy or SingleTenant(settings.tenant),
+        observer=metrics,
+        bundles=BundleRpc(context),
+    )
+    options = [
+        ("grpc.max_receive_message_length", settings.max_receive_bytes),
+        ("grpc.max_send_message_length", settings.max_receive_bytes),
+        ("grpc.keepalive_time_ms", 60_000),
+        ("grpc.keepalive_timeout_ms", 20_000),
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+    ]
+    grpc_server = grpc.aio.server(
+        options=options, maximum_concurrent_rpcs=settings.max_concurrent_rpcs
+    )
+    session_service_pb2_grpc.add_SessionServiceServicer_to_server(servicer, grpc_server)
+    health = HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, grpc_server)
+    reflection.enable_server_reflection(
+        [
+            SERVICE_NAME,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ],
+        grpc_server,
+    )
+    return Server(
+        grpc_server=grpc_server,
+        settings=settings,
+        health=health,
+        metrics=metrics,
+        store=store,
+        context=context,
+        servicer=servicer,
+    )

@@ -1,0 +1,96 @@
+"""What every domain service shares: storage, caches, clock, ids, limits, engines."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Protocol
+
+from sessiond.server.domain.clock import Clock, IdSource
+from sessiond.server.domain.engines import EngineRegistry
+from sessiond.server.domain.index import TenantIndex
+from sessiond.server.domain.limits import Limits
+from sessiond.server.domain.pagination import PageTokens
+from sessiond.server.domain.repository import SessionRepository
+from sessiond.server.domain.turns import TurnDeps
+
+log = logging.getLogger("sessiond.domain")
+
+
+class DomainMetrics(Protocol):
+    """Counters the domain reports; the server wires them to Prometheus."""
+
+    def claim_conflict(self) -> None:
+        """A claim or commit CAS lost to another writer."""
+        ...
+
+    def lease_change(self, delta: int) -> None:
+        """Leases held by this replica went up or down by ``delta``."""
+        ...
+
+
+class NullMetrics:
+    """Metrics that go nowhere (tests, tools)."""
+
+    def claim_conflict(self) -> None:
+        """Ignores the event."""
+
+    def lease_change(self, delta: int) -> None:
+        """Ignores the event."""
+
+
+class BackgroundTasks:
+    """Fire-and-forget work (cleanups) that shutdown can still wait for."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def spawn(self, awaitable: Awaitable[Any]) -> None:
+        """Runs ``awaitable`` in the background, logging (not raising) failures."""
+
+        async def guarded() -> None:
+            try:
+                await awaitable
+            except Exception:
+                log.warning("background task failed", exc_info=True)
+
+        task = asyncio.get_running_loop().create_task(guarded())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self, seconds: float) -> None:
+        """Waits up to ``seconds`` for background work to finish."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=seconds)
+
+
+@dataclass
+class ServiceContext:
+    """The shared dependencies of the domain services."""
+
+    repo: SessionRepository
+    index: TenantIndex
+    clock: Clock
+    ids: IdSource
+    tokens: PageTokens
+    limits: Limits
+    engines: EngineRegistry
+    holder: str
+    lease_ttl: timedelta
+    metrics: DomainMetrics = field(default_factory=NullMetrics)
+    background: BackgroundTasks = field(default_factory=BackgroundTasks)
+
+    def turn_deps(self) -> TurnDeps:
+        """The subset an active turn needs."""
+        return TurnDeps(
+            repo=self.repo,
+            index=self.index,
+            clock=self.clock,
+            ids=self.ids,
+            lease_ttl=self.lease_ttl,
+            on_lease_change=self.metrics.lease_change,
+            background=self.background.spawn,
+        )

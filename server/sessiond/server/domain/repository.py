@@ -1,0 +1,262 @@
+"""Reading and writing one session's objects: head, packs, Strands files.
+
+This is the only domain module that calls the object store for session data.
+It maps storage failures to the public errors (``STORE_UNAVAILABLE``,
+``COMMIT_UNKNOWN``) and keeps the per-replica caches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator, Sequence
+
+from sessiond.errors import (
+    CommitUnknown,
+    CorruptObject,
+    SessionFenced,
+    SessionNotFound,
+    StoreUnavailableError,
+)
+from sessiond.server.domain import strands
+from sessiond.server.domain.cache import LruCache
+from sessiond.server.domain.codec import decode, encode
+from sessiond.server.domain.keys import TenantKeys
+from sessiond.server.domain.records import Head, Pack, PackRef, StoredMessage, Turn
+from sessiond.server.storage.port import (
+    CREATE,
+    AlreadyExists,
+    AmbiguousWrite,
+    NotFound,
+    NotModified,
+    ObjectStore,
+    PreconditionFailed,
+    PutMode,
+    StoreUnavailable,
+    Update,
+)
+
+
+class HeadChanged(Exception):
+    """A head CAS lost: the head is not the one this writer read (internal)."""
+
+
+class ForeignMessage(Exception):
+    """A message file exists that sessiond did not write (a Strands writer's append)."""
+
+    def __init__(self, agent_id: str, index: int) -> None:
+        super().__init__(f"foreign message {agent_id}/{index}")
+        self.agent_id = agent_id
+        self.index = index
+
+
+@contextlib.contextmanager
+def store_errors() -> Iterator[None]:
+    """Maps transient store failures to public errors with sanitised messages."""
+    try:
+        yield
+    except AmbiguousWrite as exc:
+        raise CommitUnknown(
+            "the store did not confirm a write; retry with the same request_id"
+        ) from exc
+    except StoreUnavailable as exc:
+        raise StoreUnavailableError("the object store is unavailable; nothing was changed") from exc
+
+
+class SessionRepository:
+    """Session objects on an object store, with per-replica caches."""
+
+    def __init__(
+        self,
+        store: ObjectStore,
+        *,
+        head_cache_bytes: int = 64 * 1024 * 1024,
+        pack_cache_bytes: int = 128 * 1024 * 1024,
+    ) -> None:
+        self.store = store
+        self._heads: LruCache[Head] = LruCache(head_cache_bytes)
+        self._packs: LruCache[Pack] = LruCache(pack_cache_bytes)
+
+    # -- heads -----------------------------------------------------------------
+
+    def cached_head(self, keys: TenantKeys, session_id: str) -> tuple[Head, str] | None:
+        """The cached head and its ETag, possibly stale (a CAS will tell)."""
+        found = self._heads.get((keys.tenant, session_id))
+        if found is None or found[1].deleted:
+            return None
+        etag, head = found
+        return head, etag
+
+    async def read_head(
+        self, keys: TenantKeys, session_id: str, *, include_deleted: bool = False
+    ) -> tuple[Head, str]:
+        """Reads the current head (one conditional GET when cached).
+
+        Args:
+            keys: The tenant's keys.
+            session_id: The session.
+            include_deleted: Return a head marked deleted (Delete's own retries)
+                instead of raising SessionNotFound.
+
+        Raises:
+            SessionNotFound: No head, or one marked deleted.
+            CorruptObject: The head cannot be read.
+        """
+        head, etag = await self._read_head(keys, session_id)
+        if head.deleted and not include_deleted:
+            raise SessionNotFound("no such session", session_id=session_id)
+        return head, etag
+
+    async def _read_head(self, keys: TenantKeys, session_id: str) -> tuple[Head, str]:
+        cache_key = (keys.tenant, session_id)
+        cached_etag = self._heads.etag(cache_key)
+        try:
+            with store_errors():
+                result = await self.store.get(keys.head(session_id), if_none_match=cached_etag)
+        except NotModified:
+            cached = self._heads.get(cache_key)
+            if cached is not None:
+                return cached[1], cached[0]
+            return await self._read_head(keys, session_id)
+        except NotFound:
+            self._heads.discard(cache_key)
+            raise SessionNotFound("no such session", session_id=session_id) from None
+        head = decode(Head, result.body, session_id=session_id, what="head")
+        if head.session_id != session_id:
+            raise CorruptObject(
+                "the stored head belongs to another session", session_id=session_id, object="head"
+            )
+        self._heads.put(cache_key, result.meta.etag, head, len(result.body))
+        return head, result.meta.etag
+
+    async def head_for(self, keys: TenantKeys, session_id: str, *, fresh: bool) -> tuple[Head, str]:
+        """The cached head when allowed and present, else a read."""
+        if not fresh:
+            cached = self.cached_head(keys, session_id)
+            if cached is not None:
+                return cached
+        return await self.read_head(keys, session_id)
+
+    async def create_head(self, keys: TenantKeys, head: Head) -> str:
+        """Writes a new head create-only; raises the store's ``AlreadyExists``."""
+        body = encode(head)
+        with store_errors():
+            meta = await self.store.put(keys.head(head.session_id), body, mode=CREATE)
+        self._heads.put((keys.tenant, head.session_id), meta.etag, head, len(body))
+        return meta.etag
+
+    async def replace_head(self, keys: TenantKeys, head: Head, etag: str) -> str:
+        """Compare-and-swaps the head; raises ``HeadChanged`` if another write came first."""
+        body = encode(head)
+        cache_key = (keys.tenant, head.session_id)
+        try:
+            with store_errors():
+                meta = await self.store.put(keys.head(head.session_id), body, mode=Update(etag))
+        except (PreconditionFailed, NotFound) as exc:
+            self._heads.discard(cache_key)
+            raise HeadChanged() from exc
+        except CommitUnknown:
+            self._heads.discard(cache_key)
+            raise
+        self._heads.put(cache_key, meta.etag, head, len(body))
+        return meta.etag
+
+    def forget(self, keys: TenantKeys, session_id: str) -> None:
+        """Drops a session's cached head."""
+        self._heads.discard((keys.tenant, session_id))
+
+    # -- history ---------------------------------------------------------------
+
+    async def load_pack(self, keys: TenantKeys, head: Head, ref: PackRef) -> Pack:
+        """Reads a history pack (immutable, so cached without revalidation)."""
+        cached = self._packs.get(ref.key, copy=False)
+        if cached is not None:
+            return cached[1]
+        try:
+            with store_errors():
+                result = await self.store.get(ref.key)
+        except NotFound:
+            raise CorruptObject(
+                "a history pack of this session is missing",
+                session_id=head.session_id,
+                object="pack",
+            ) from None
+        pack = decode(Pack, result.body, session_id=head.session_id, what="pack")
+        self._packs.put(ref.key, result.meta.etag, pack, len(result.body))
+        return pack
+
+    async def write_pack(self, pack: Pack, key: str) -> int:
+        """Writes a new pack create-only and caches it; returns its size."""
+        body = encode(pack)
+        with store_errors():
+            meta = await self.store.put(key, body, mode=CREATE)
+        self._packs.put(key, meta.etag, pack, len(body))
+        return len(body)
+
+    async def turns(self, keys: TenantKeys, head: Head) -> list[Turn]:
+        """Every turn of the session, oldest first (packs in parallel, then the tail)."""
+        packs = await asyncio.gather(*(self.load_pack(keys, head, ref) for ref in head.packs))
+        turns = [turn for pack in packs for turn in pack.turns]
+        turns.extend(head.tail)
+        return turns
+
+    async def messages(self, keys: TenantKeys, head: Head, agent_id: str) -> list[StoredMessage]:
+        """An agent's whole history, oldest first."""
+        turns = await self.turns(keys, head)
+        return messages_of(turns, agent_id)
+
+    # -- Strands files ---------------------------------------------------------
+
+    async def write_message(
+        self, keys: TenantKeys, session_id: str, record: StoredMessage, *, epoch: int, run_id: str
+    ) -> None:
+        """Writes ``message_<n>.json`` create-only.
+
+        A file already at that index is either a leftover of an older, fenced
+        sessiond writer (replaced), one of this run's own earlier attempts
+        (replaced), a newer writer's (this writer is fenced), or a foreign
+        Strands append (``ForeignMessage``; never overwritten).
+        """
+        key = keys.message(session_id, record.agent_id, record.index)
+        body = strands.message_file(record, epoch=epoch, run_id=run_id)
+        try:
+            with store_errors():
+                await self.store.put(key, body, mode=CREATE)
+            return
+        except AlreadyExists:
+            pass
+        with store_errors():
+            existing = await self.store.get(key)
+        document = strands.parse_message_file(existing.body)
+        marker = strands.marker_of(document) if document else None
+        if document is not None and marker is None:
+            raise ForeignMessage(record.agent_id, record.index)
+        their_epoch = int((marker or {}).get("epoch", 0) or 0)
+        if their_epoch > epoch or (their_epoch == epoch and marker.get("run_id") != run_id):
+            raise SessionFenced("another runner took the session over", session_id=session_id)
+        try:
+            with store_errors():
+                await self.store.put(key, body, mode=Update(existing.meta.etag))
+        except (PreconditionFailed, NotFound):
+            raise SessionFenced(
+                "another runner took the session over", session_id=session_id
+            ) from None
+
+    async def put(self, key: str, body: bytes, *, mode: PutMode) -> None:
+        """A plain write with storage errors mapped."""
+        with store_errors():
+            await self.store.put(key, body, mode=mode)
+
+    async def delete_quietly(self, keys: Sequence[str]) -> None:
+        """Best-effort deletes (cleanup of this writer's own uncommitted files)."""
+        results = await asyncio.gather(
+            *(self.store.delete(key) for key in keys), return_exceptions=True
+        )
+        del results  # failures leave orphans that the next holder cleans up
+
+
+def messages_of(turns: Sequence[Turn], agent_id: str) -> list[StoredMessage]:
+    """The messages of one agent across turns, in index order."""
+    found = [m for turn in turns for m in turn.messages if m.agent_id == agent_id]
+    found.sort(key=lambda m: m.index)
+    return found

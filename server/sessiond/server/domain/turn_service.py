@@ -1,0 +1,369 @@
+"""Opening turns (new or resumed) and running server-side engines: Run, Chat, Resume."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sessiond.errors import (
+    InternalError,
+    InvalidArgument,
+    InvalidTransition,
+    ReviewsPending,
+    RuntimeRequired,
+    SessionArchived,
+    SessiondError,
+)
+from sessiond.server.domain import strands
+from sessiond.server.domain.claims import Replay, claim
+from sessiond.server.domain.content import check_message, text_message
+from sessiond.server.domain.context import ServiceContext
+from sessiond.server.domain.engines import CLIENT_ENGINE, Engine, EngineRequest
+from sessiond.server.domain.keys import TenantKeys
+from sessiond.server.domain.mutations import mutate, remember_request
+from sessiond.server.domain.records import (
+    Agent,
+    Event,
+    Head,
+    RequestRecord,
+    Status,
+    Turn,
+    TurnError,
+    TurnStatus,
+)
+from sessiond.server.domain.repository import store_errors
+from sessiond.server.domain.reviews import DecisionInput, check_decision, record_decision
+from sessiond.server.domain.turns import ActiveTurn, TurnOutcome, TurnUpdate
+from sessiond.server.domain.validation import check_id, check_optional_id, check_request_id
+from sessiond.server.storage.port import OVERWRITE, NotFound
+
+log = logging.getLogger("sessiond.turns")
+
+CHECKPOINTS = ("NONE", "AFTER_PROMPT")
+MAX_ORPHAN_PROBES = 1024
+
+
+@dataclass(frozen=True)
+class OpenRequest:
+    """What opens a turn (Run's ``open``, Chat, Resume)."""
+
+    session_id: str
+    agent_id: str = ""
+    input: dict[str, Any] | None = None
+    resume: bool = False
+    engine: str = CLIENT_ENGINE
+    checkpoint: str = "NONE"
+    request_id: str = ""
+    resolutions: tuple[tuple[str, DecisionInput], ...] = ()
+
+
+class TurnService:
+    """Claims sessions for turns and drives server-side engines."""
+
+    def __init__(self, ctx: ServiceContext) -> None:
+        self._ctx = ctx
+
+    async def open(self, keys: TenantKeys, request: OpenRequest) -> ActiveTurn | TurnOutcome:
+        """Claims the session and opens (or resumes) a turn.
+
+        Returns an ``ActiveTurn`` holding the lease, or a ``TurnOutcome`` when
+        nothing is left to run: the request id was already applied, or the
+        checkpoint policy hibernated the turn right after recording the input.
+        """
+        ctx = self._ctx
+        sid = check_id(request.session_id, field="session_id")
+        agent = check_optional_id(request.agent_id, field="agent_id")
+        request_id = check_request_id(request.request_id)
+        if request.checkpoint not in CHECKPOINTS:
+            raise InvalidArgument("unknown checkpoint policy", field="checkpoint")
+        if request.resume:
+            if request.input is not None:
+                raise InvalidArgument("a resumed turn takes no new input", field="input")
+        elif request.input is None:
+            raise InvalidArgument("input is required to start a turn", field="input")
+        else:
+            check_message(request.input, ctx.limits, field="input")
+        for review_id, decision in request.resolutions:
+            check_id(review_id, field="resolutions.review_id")
+            check_decision(decision)
+        run_id = ctx.ids.random_hex(8)
+        created_agent: list[str] = []
+
+        def shape(head: Head, now: datetime) -> None:
+            created_agent.clear()
+            record = head.find_request(request_id, "turn")
+            if record is not None:
+                raise Replay(head, "")
+            if head.archived:
+                raise SessionArchived("the session is archived", session_id=sid)
+            if request.resume:
+                _shape_resume(head, now, request, run_id)
+            else:
+                aid = agent or head.agent_id
+                if aid not in head.agents:
+                    head.agents[aid] = Agent(agent_id=aid, created_at=now, updated_at=now)
+                    created_agent.append(aid)
+                _shape_new(head, now, request, run_id, aid)
+            if request_id:
+                remember_request(
+                    head,
+                    RequestRecord(
+                        request_id=request_id, op="turn", turn_number=head.tail[-1].number, at=now
+                    ),
+                )
+
+        try:
+            claimed = await claim(
+                ctx.repo,
+                keys,
+                sid,
+                holder=ctx.holder,
+                run_id=run_id,
+                clock=ctx.clock,
+                ttl=ctx.lease_ttl,
+                shape=shape,
+                on_conflict=ctx.metrics.claim_conflict,
+            )
+        except Replay as replay:
+            return await self._replayed(keys, replay.head, request_id or "")
+        if claimed.took_over:
+            await self._clean_orphans(keys, claimed.head)
+        for aid in created_agent:
+            await self._create_agent_files(keys, claimed.head, aid)
+        active = ActiveTurn(
+            ctx.turn_deps(), keys, claimed.head, claimed.etag, pending_input=request.input
+        )
+        active.start_renewal()
+        if request.checkpoint == "AFTER_PROMPT" and not request.resume:
+            return await active.hibernate(TurnUpdate(), snapshot=None, reviews=[])
+        return active
+
+    async def chat(
+        self,
+        keys: TenantKeys,
+        *,
+        session_id: str,
+        agent_id: str,
+        text: str,
+        engine: str,
+        checkpoint: str,
+        request_id: str,
+    ) -> TurnOutcome:
+        """One server-engine turn with text input."""
+        if len(text) > self._ctx.limits.max_text_chars:
+            raise InvalidArgument("text is too long", field="text")
+        if not text:
+            raise InvalidArgument("text is required", field="text")
+        chosen = self._ctx.engines.get(engine)
+        opened = await self.open(
+            keys,
+            OpenRequest(
+                session_id=session_id,
+                agent_id=agent_id,
+                input=text_message("user", text),
+                engine=chosen.name,
+                checkpoint=checkpoint,
+                request_id=request_id,
+            ),
+        )
+        if isinstance(opened, TurnOutcome):
+            return opened
+        return await self.run_engine(opened, chosen)
+
+    async def resume(
+        self,
+        keys: TenantKeys,
+        *,
+        session_id: str,
+        resolutions: tuple[tuple[str, DecisionInput], ...],
+        request_id: str,
+    ) -> TurnOutcome:
+        """Continues a hibernated server-engine turn, recording decisions first."""
+        opened = await self.open(
+            keys,
+            OpenRequest(
+                session_id=session_id,
+                resume=True,
+                engine="",
+                request_id=request_id,
+                resolutions=resolutions,
+            ),
+        )
+        if isinstance(opened, TurnOutcome):
+            return opened
+        return await self.run_engine(opened, self._ctx.engines.get(opened.turn.engine))
+
+    async def run_engine(self, active: ActiveTurn, engine: Engine) -> TurnOutcome:
+        """Runs a server-side engine for an open turn and finishes it."""
+        try:
+            history = await active.history() if engine.needs_history else []
+            turn = active.turn
+            state = active.head.agents[active.agent_id].state
+            reply = await engine.respond(
+                EngineRequest(
+                    history=history,
+                    turn_messages=list(turn.messages),
+                    input=active.pending_input,
+                    state=dict(state),
+                    reviews=list(turn.reviews),
+                )
+            )
+            for position, message in enumerate(reply.messages):
+                check_message(message, self._ctx.limits, field=f"engine reply {position}")
+            return await active.finish(
+                TurnUpdate(messages=tuple(reply.messages), usage=reply.usage, state=reply.state)
+            )
+        except SessiondError:
+            await active.release("ENGINE_FAILED", "the engine's output could not be committed")
+            raise
+        except Exception as exc:
+            log.exception("engine %s failed", engine.name)
+            await active.release("ENGINE_FAILED", f"the {engine.name} engine failed")
+            raise InternalError(f"the {engine.name} engine failed", engine=engine.name) from exc
+        finally:
+            if not active.closed:
+                await asyncio.shield(active.release("CANCELLED", "the turn was cancelled"))
+
+    # -- helpers -------------------------------------------------------------
+
+    async def _replayed(self, keys: TenantKeys, head: Head, request_id: str) -> TurnOutcome:
+        """The outcome of a turn whose request id was already applied."""
+        record = head.find_request(request_id, "turn")
+        assert record is not None and record.turn_number is not None
+        if head.open_turn is not None and head.open_turn.number == record.turn_number:
+            if head.open_turn.status is TurnStatus.RUNNING:
+                # Its runner died (the lease expired): settle it as failed, once.
+                head = await self._settle_abandoned(keys, head.session_id)
+        turns = await self._ctx.repo.turns(keys, head)
+        turn = next(t for t in turns if t.number == record.turn_number)
+        return TurnOutcome(head=head, turn=turn.model_copy(deep=True))
+
+    async def _settle_abandoned(self, keys: TenantKeys, session_id: str) -> Head:
+        def settle(head: Head, now: datetime) -> None:
+            _expire_open_turn(head, now)
+
+        head, _ = await mutate(
+            self._ctx, keys, session_id, op="settle", request_id=None, etag=None, change=settle
+        )
+        return head
+
+    async def _clean_orphans(self, keys: TenantKeys, head: Head) -> None:
+        """Deletes message files a fenced or crashed runner left beyond the committed count.
+
+        Files without sessiond's marker were appended by a Strands writer and
+        are never deleted.
+        """
+        store = self._ctx.repo.store
+        for agent in head.agents.values():
+            for index in range(agent.message_count, agent.message_count + MAX_ORPHAN_PROBES):
+                key = keys.message(head.session_id, agent.agent_id, index)
+                try:
+                    with store_errors():
+                        body = (await store.get(key)).body
+                except NotFound:
+                    break
+                document = strands.parse_message_file(body)
+                marker = strands.marker_of(document) if document else None
+                if document is not None and marker is None:
+                    break
+                with store_errors():
+                    await store.delete(key)
+
+    async def _create_agent_files(self, keys: TenantKeys, head: Head, agent_id: str) -> None:
+        await asyncio.gather(
+            self._ctx.repo.put(
+                keys.agent_json(head.session_id, agent_id),
+                strands.agent_file(head.agents[agent_id]),
+                mode=OVERWRITE,
+            ),
+            self._ctx.repo.store.ensure_prefix(keys.messages_prefix(head.session_id, agent_id)),
+        )
+
+
+def _expire_open_turn(head: Head, now: datetime) -> None:
+    """Ends a RUNNING turn whose lease expired as ERROR (its commits stay)."""
+    turn = head.open_turn
+    if turn is None or turn.status is not TurnStatus.RUNNING:
+        return
+    turn.status = TurnStatus.ERROR
+    turn.ended_at = now
+    turn.error = TurnError(code="LEASE_EXPIRED", message="the runner stopped renewing its lease")
+    turn.events.append(Event(time=now, type="failed", data={"code": "LEASE_EXPIRED"}))
+    head.status = Status.ERROR
+    head.lease = None
+
+
+def _shape_new(head: Head, now: datetime, request: OpenRequest, run_id: str, aid: str) -> None:
+    open_turn = head.open_turn
+    if open_turn is not None:
+        if open_turn.status is TurnStatus.RUNNING:
+            _expire_open_turn(head, now)
+        else:
+            raise InvalidTransition(
+                "the session has a suspended turn; resume it first",
+                session_id=head.session_id,
+                status=head.status.value,
+            )
+    number = head.turn_count + 1
+    head.turn_count = number
+    head.tail.append(
+        Turn(
+            turn_id=f"t{number:06d}",
+            number=number,
+            agent_id=aid,
+            engine=request.engine or CLIENT_ENGINE,
+            status=TurnStatus.RUNNING,
+            request_id=request.request_id or None,
+            run_id=run_id,
+            started_at=now,
+            first_index=head.agents[aid].message_count,
+            checkpoint=request.checkpoint,
+            events=[
+                Event(
+                    time=now,
+                    type="turn.started",
+                    data={"engine": request.engine or CLIENT_ENGINE, "run_id": run_id},
+                )
+            ],
+        )
+    )
+
+
+def _shape_resume(head: Head, now: datetime, request: OpenRequest, run_id: str) -> None:
+    turn = head.open_turn
+    if turn is None or turn.status is TurnStatus.RUNNING:
+        raise InvalidTransition(
+            "the session has no hibernated turn to resume",
+            session_id=head.session_id,
+            status=head.status.value,
+        )
+    wants_client = request.engine == CLIENT_ENGINE
+    if wants_client and turn.engine != CLIENT_ENGINE:
+        raise InvalidTransition(
+            f"this turn runs on the {turn.engine} engine; continue it with Resume",
+            session_id=head.session_id,
+            engine=turn.engine,
+        )
+    if not wants_client and turn.engine == CLIENT_ENGINE:
+        raise RuntimeRequired(
+            "this turn runs on the caller's runtime; continue it with Run (open.resume)",
+            session_id=head.session_id,
+        )
+    for review_id, decision in request.resolutions:
+        record_decision(head, review_id, decision, "", now)
+    pending = [review.review_id for review in turn.reviews if review.is_pending(now)]
+    if pending:
+        raise ReviewsPending(
+            "review requests still wait for a decision",
+            session_id=head.session_id,
+            pending=",".join(pending),
+        )
+    for review in turn.reviews:
+        review.decision = review.effective_decision(now)
+    turn.status = TurnStatus.RUNNING
+    turn.resume_count += 1
+    turn.run_id = run_id
+    turn.events.append(Event(time=now, type="resumed", data={"run_id": run_id}))

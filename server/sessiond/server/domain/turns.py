@@ -1,0 +1,448 @@
+"""A claimed turn and its commits: the write half of the claim protocol.
+
+Each commit of a turn (an append, the finish, a hibernate, a failure):
+
+1. Applies the change to this runner's copy of the head (new messages get the
+   indices ``>= message_count``; revision + 1).
+2. In parallel: writes each new ``message_<n>.json`` create-only, the
+   snapshot, any history pack, and the index / inbox entries that changed.
+3. Compare-and-swaps the head with the ETag of the previous commit. Losing
+   means this runner was fenced: its files are deleted (best effort) and
+   ``ABORTED`` ``SESSION_FENCED`` is raised; readers never saw them anyway,
+   because they trust the head.
+4. After an ending commit: rewrites ``agent.json`` if the agent state changed,
+   deletes packs a merge superseded.
+
+A lease renewal is the same CAS with a later expiry; commits and renewals of a
+turn are serialised by a lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sessiond.errors import CommitUnknown, ConcurrentModification, InvalidTransition, SessionFenced
+from sessiond.server.domain import history, strands
+from sessiond.server.domain.clock import Clock, IdSource
+from sessiond.server.domain.index import TenantIndex, sync_listing
+from sessiond.server.domain.keys import TenantKeys
+from sessiond.server.domain.records import (
+    Event,
+    Head,
+    Review,
+    SnapshotRef,
+    Status,
+    StoredMessage,
+    Turn,
+    TurnError,
+    TurnStatus,
+    Usage,
+)
+from sessiond.server.domain.repository import (
+    ForeignMessage,
+    HeadChanged,
+    SessionRepository,
+    messages_of,
+    store_errors,
+)
+from sessiond.server.storage.port import CREATE, OVERWRITE
+
+log = logging.getLogger("sessiond.turns")
+
+
+@dataclass(frozen=True)
+class TurnUpdate:
+    """A batch of changes from a runtime or an engine."""
+
+    messages: tuple[dict[str, Any], ...] = ()
+    state: dict[str, Any] | None = None
+    events: tuple[Event, ...] = ()
+    usage: Usage | None = None
+
+
+@dataclass(frozen=True)
+class SnapshotInput:
+    """Runtime state saved at hibernation."""
+
+    data: bytes
+    content_type: str = ""
+
+
+@dataclass
+class TurnOutcome:
+    """The result of a commit: copies of the head and turn after it."""
+
+    head: Head
+    turn: Turn
+    appended: list[StoredMessage] = field(default_factory=list)
+
+
+@dataclass
+class TurnDeps:
+    """What an active turn needs from the service (shared by all turns)."""
+
+    repo: SessionRepository
+    index: TenantIndex
+    clock: Clock
+    ids: IdSource
+    lease_ttl: timedelta
+    on_lease_change: Callable[[int], None] = lambda delta: None
+    background: Callable[[Awaitable[Any]], None] = lambda awaitable: None
+
+
+_END_STATUS = {
+    TurnStatus.FINISHED: Status.FINISHED,
+    TurnStatus.HIBERNATED: Status.HIBERNATED,
+    TurnStatus.WAITING: Status.WAITING,
+    TurnStatus.ERROR: Status.ERROR,
+}
+
+_END_EVENT = {
+    TurnStatus.FINISHED: "finished",
+    TurnStatus.HIBERNATED: "hibernated",
+    TurnStatus.WAITING: "hibernated",
+    TurnStatus.ERROR: "failed",
+}
+
+
+class ActiveTurn:
+    """A turn that holds the session's lease, until it finishes, hibernates or fails."""
+
+    def __init__(
+        self,
+        deps: TurnDeps,
+        keys: TenantKeys,
+        head: Head,
+        etag: str,
+        *,
+        pending_input: dict[str, Any] | None,
+    ) -> None:
+        self._deps = deps
+        self.keys = keys
+        self.head = head
+        self._etag = etag
+        self._pending_input = pending_input
+        self._lock = asyncio.Lock()
+        self._closed = False
+        self._fenced = False
+        self._renewer: asyncio.Task[None] | None = None
+        assert head.lease is not None and head.tail
+        self.run_id = head.lease.run_id
+        self.epoch = head.lease.epoch
+        self.turn_number = head.tail[-1].number
+        self._agent_id = head.tail[-1].agent_id
+        self._last_turn = head.tail[-1]
+        deps.on_lease_change(+1)
+
+    @property
+    def session_id(self) -> str:
+        """The session."""
+        return self.head.session_id
+
+    @property
+    def turn(self) -> Turn:
+        """A copy of the turn as last committed."""
+        return self._last_turn.model_copy(deep=True)
+
+    @property
+    def agent_id(self) -> str:
+        """The agent the turn runs for."""
+        return self._agent_id
+
+    @property
+    def pending_input(self) -> dict[str, Any] | None:
+        """The turn's input, until the first commit records it."""
+        return self._pending_input
+
+    @property
+    def closed(self) -> bool:
+        """True once the turn ended (or was fenced)."""
+        return self._closed
+
+    def start_renewal(self) -> None:
+        """Renews the lease every third of its duration until the turn ends."""
+        if self._renewer is None:
+            self._renewer = asyncio.get_running_loop().create_task(self._renew_loop())
+
+    async def _renew_loop(self) -> None:
+        interval = self._deps.lease_ttl.total_seconds() / 3
+        while not self._closed:
+            await self._deps.clock.sleep(interval)
+            try:
+                async with self._lock:
+                    if self._closed:
+                        return
+                    head = self.head.model_copy(deep=True)
+                    assert head.lease is not None
+                    head.lease.expires_at = self._deps.clock.now() + self._deps.lease_ttl
+                    head.revision += 1
+                    self._etag = await self._deps.repo.replace_head(self.keys, head, self._etag)
+                    self.head = head
+            except HeadChanged:
+                self._mark_closed(fenced=True)
+            except Exception:  # a failed renewal is retried; the lease may still be valid
+                log.warning("lease renewal failed", extra={"session_id": self.session_id})
+
+    def _mark_closed(self, *, fenced: bool = False) -> None:
+        if not self._closed:
+            self._closed = True
+            self._fenced = fenced
+            self._deps.on_lease_change(-1)
+        if self._renewer is not None and self._renewer is not asyncio.current_task():
+            self._renewer.cancel()
+
+    async def history(self, *, limit: int = 0) -> list[StoredMessage]:
+        """The agent's history as committed (the last ``limit`` messages when > 0)."""
+        turns = await self._deps.repo.turns(self.keys, self.head)
+        messages = messages_of(turns, self.agent_id)
+        return messages[-limit:] if limit > 0 else messages
+
+    async def snapshot(self) -> tuple[bytes, str] | None:
+        """The snapshot saved when the turn hibernated, if any."""
+        ref = self._last_turn.snapshot
+        if ref is None:
+            return None
+        with store_errors():
+            result = await self._deps.repo.store.get(ref.key)
+        return result.body, ref.content_type
+
+    # -- commits ---------------------------------------------------------------
+
+    async def append(self, update: TurnUpdate) -> TurnOutcome:
+        """Commits a batch of changes; the turn keeps the lease."""
+        return await self._commit(update, end=None)
+
+    async def finish(self, update: TurnUpdate) -> TurnOutcome:
+        """Commits the last changes and ends the turn as FINISHED."""
+        return await self._commit(update, end=TurnStatus.FINISHED)
+
+    async def hibernate(
+        self,
+        update: TurnUpdate,
+        *,
+        snapshot: SnapshotInput | None,
+        reviews: list[Review],
+    ) -> TurnOutcome:
+        """Ends the turn as HIBERNATED, or WAITING when it asks for reviews."""
+        end = TurnStatus.WAITING if reviews else TurnStatus.HIBERNATED
+        return await self._commit(update, end=end, snapshot=snapshot, reviews=reviews)
+
+    async def fail(self, code: str, message: str) -> TurnOutcome:
+        """Ends the turn as ERROR, keeping everything already committed."""
+        return await self._commit(
+            TurnUpdate(), end=TurnStatus.ERROR, error=TurnError(code=code, message=message)
+        )
+
+    async def _commit(
+        self,
+        update: TurnUpdate,
+        *,
+        end: TurnStatus | None,
+        snapshot: SnapshotInput | None = None,
+        reviews: list[Review] | None = None,
+        error: TurnError | None = None,
+    ) -> TurnOutcome:
+        async with self._lock:
+            if self._closed:
+                if self._fenced:
+                    raise SessionFenced(
+                        "another runner took the session over", session_id=self.session_id
+                    )
+                raise InvalidTransition("the turn has already ended", session_id=self.session_id)
+            return await self._commit_locked(update, end, snapshot, reviews or [], error)
+
+    async def _commit_locked(
+        self,
+        update: TurnUpdate,
+        end: TurnStatus | None,
+        snapshot: SnapshotInput | None,
+        reviews: list[Review],
+        error: TurnError | None,
+    ) -> TurnOutcome:
+        deps = self._deps
+        now = deps.clock.now()
+        # 1. Apply the change to a copy of the head.
+        head = self.head.model_copy(deep=True)
+        turn = head.tail[-1]
+        agent = head.agents[turn.agent_id]
+        incoming = ([self._pending_input] if self._pending_input else []) + list(update.messages)
+        appended = []
+        for message in incoming:
+            record = StoredMessage(
+                agent_id=agent.agent_id,
+                index=agent.message_count,
+                message=message,
+                turn_id=turn.turn_id,
+                created_at=now,
+                updated_at=now,
+            )
+            agent.message_count += 1
+            turn.messages.append(record)
+            appended.append(record)
+        if appended:
+            turn.events.append(
+                Event(
+                    time=now,
+                    type="messages.appended",
+                    data={"first": appended[0].index, "count": len(appended)},
+                )
+            )
+        state_changed = update.state is not None and update.state != agent.state
+        if state_changed:
+            agent.state = dict(update.state or {})
+            agent.updated_at = now
+            turn.events.append(Event(time=now, type="state.changed"))
+        turn.events.extend(update.events)
+        if update.usage is not None:
+            turn.usage = turn.usage.plus(update.usage)
+            head.usage = head.usage.plus(update.usage)
+        new_files: list[str] = []
+        writes: list[Awaitable[Any]] = [
+            deps.repo.write_message(
+                self.keys, self.session_id, record, epoch=self.epoch, run_id=self.run_id
+            )
+            for record in appended
+        ]
+        new_files.extend(self.keys.message(self.session_id, r.agent_id, r.index) for r in appended)
+        if snapshot is not None:
+            key = self.keys.snapshot(
+                self.session_id, f"{turn.turn_id}-{turn.resume_count}-{deps.ids.random_hex(4)}"
+            )
+            turn.snapshot = SnapshotRef(
+                key=key,
+                content_type=snapshot.content_type,
+                created_at=now,
+                size=len(snapshot.data),
+            )
+            writes.append(deps.repo.put(key, snapshot.data, mode=CREATE))
+            new_files.append(key)
+        if reviews:
+            turn.reviews = reviews
+            for review in reviews:
+                turn.events.append(
+                    Event(
+                        time=now,
+                        type="review.requested",
+                        data={"review_id": review.review_id, "tool_name": review.tool_name},
+                    )
+                )
+        if end is not None:
+            turn.status = end
+            turn.ended_at = now
+            turn.error = error
+            turn.events.append(
+                Event(
+                    time=now,
+                    type=_END_EVENT[end],
+                    data={"code": error.code, "message": error.message} if error else {},
+                )
+            )
+            head.status = _END_STATUS[end]
+            head.lease = None
+        else:
+            assert head.lease is not None
+            head.lease.expires_at = now + deps.lease_ttl
+        head.revision += 1
+        head.updated_at = now
+        compaction = None
+        if end is not None:
+            compaction = await history.plan_compaction(
+                head,
+                pack_key=lambda level, first, last: self.keys.pack(
+                    self.session_id, f"p{level}-{first:06d}-{last:06d}-{deps.ids.random_hex(4)}"
+                ),
+                load=lambda ref: deps.repo.load_pack(self.keys, head, ref),
+            )
+        if compaction is not None:
+            head.packs = compaction.packs
+            head.tail = compaction.tail
+            sizes = {}
+            for key, pack in compaction.writes:
+                writes.append(self._write_pack(pack, key, sizes))
+                new_files.append(key)
+        index_task = sync_listing(deps.index, self.keys, head, now, enabled=end is not None)
+        # 2. Write every new object in parallel.
+        results = await asyncio.gather(*writes, index_task, return_exceptions=True)
+        failures = [r for r in results[:-1] if isinstance(r, BaseException)]
+        if failures:
+            await deps.repo.delete_quietly(new_files)
+            self._raise_write_failure(failures[0])
+        if compaction is not None:
+            head.packs = [
+                ref.model_copy(update={"size": sizes.get(ref.key, ref.size)}) for ref in head.packs
+            ]
+        stamps = results[-1]
+        if isinstance(stamps, tuple):
+            head.index_stamp, head.inbox_stamp = stamps
+        # 3. Commit: one compare-and-swap of the head.
+        try:
+            self._etag = await deps.repo.replace_head(self.keys, head, self._etag)
+        except HeadChanged:
+            await deps.repo.delete_quietly(new_files)
+            self._mark_closed(fenced=True)
+            raise SessionFenced(
+                "another runner took the session over; this turn's uncommitted work was discarded",
+                session_id=self.session_id,
+            ) from None
+        except CommitUnknown:
+            self._mark_closed()
+            raise
+        self.head = head
+        self._last_turn = turn
+        self._pending_input = None
+        if end is not None:
+            self._mark_closed()
+            # 4. After the commit: Strands' agent.json, superseded packs.
+            if state_changed:
+                await self._write_agent_json(head, agent.agent_id)
+            if compaction is not None and compaction.superseded:
+                deps.background(deps.repo.delete_quietly(compaction.superseded))
+        elif state_changed:
+            await self._write_agent_json(head, agent.agent_id)
+        # ``turn`` is the committed turn object even if compaction moved it
+        # from the tail into a pack.
+        return TurnOutcome(
+            head=head.model_copy(deep=True), turn=turn.model_copy(deep=True), appended=appended
+        )
+
+    async def _write_pack(self, pack, key: str, sizes: dict[str, int]) -> None:
+        sizes[key] = await self._deps.repo.write_pack(pack, key)
+
+    async def _write_agent_json(self, head: Head, agent_id: str) -> None:
+        with contextlib.suppress(Exception):  # repaired by the next state change
+            await self._deps.repo.put(
+                self.keys.agent_json(self.session_id, agent_id),
+                strands.agent_file(head.agents[agent_id]),
+                mode=OVERWRITE,
+            )
+
+    def _raise_write_failure(self, failure: BaseException) -> None:
+        if isinstance(failure, ForeignMessage):
+            raise ConcurrentModification(
+                "a message was appended to this session by another writer (not sessiond)",
+                session_id=self.session_id,
+                agent_id=failure.agent_id,
+                index=failure.index,
+            ) from failure
+        if isinstance(failure, SessionFenced):
+            self._mark_closed(fenced=True)
+        raise failure
+
+    async def release(self, code: str, message: str) -> None:
+        """Ends the turn as ERROR if it is still open (best effort; used on broken streams)."""
+        if self._closed:
+            return
+        try:
+            await self.fail(code, message)
+        except Exception:
+            log.warning(
+                "could not release a broken turn; its lease will expire",
+                extra={"session_id": self.session_id},
+            )
+            self._mark_closed()

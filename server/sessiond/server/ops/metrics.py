@@ -1,0 +1,56 @@
+"""Prometheus metrics: RPCs, store requests, claim conflicts, leases held."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    """The server's metrics, in a registry of their own (one per server instance)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.rpcs = Counter(
+            "sessiond_rpc_requests",
+            "RPCs served, by method and status code.",
+            ["method", "code"],
+            registry=self.registry,
+        )
+        self.rpc_seconds = Histogram(
+            "sessiond_rpc_duration_seconds",
+            "RPC latency, by method.",
+            ["method"],
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+        self.store_requests = Counter(
+            "sessiond_store_requests",
+            "Object-store requests, by operation and outcome.",
+            ["operation", "outcome"],
+            registry=self.registry,
+        )
+        self.claim_conflicts = Counter(
+            "sessiond_claim_conflicts",
+            "Head compare-and-swaps lost to another writer.",
+            registry=self.registry,
+        )
+        self.leases_held = Gauge(
+            "sessiond_leases_held", "Session leases held by this replica.", registry=self.registry
+        )
+
+    def rpc_done(self, method: str, code: str, seconds: float) -> None:
+        """Records a finished RPC."""
+        self.rpcs.labels(method, code).inc()
+        self.rpc_seconds.labels(method).observe(seconds)
+
+    def store_request(self, operation: str, outcome: str) -> None:
+        """Records one object-store request."""
+        self.store_requests.labels(operation, outcome).inc()
+
+    def claim_conflict(self) -> None:
+        """Records a lost CAS."""
+        self.claim_conflicts.inc()
+
+    def lease_change(self, delta: int) -> None:
+        """Tracks leases held."""
+        self.leases_held.inc(delta)

@@ -1,0 +1,88 @@
+"""The server's settings: one typed object from flags and ``SESSIOND_*`` variables.
+
+Precedence: command-line flag, then environment variable, then default.
+Validated once at start; ``redacted()`` is what gets logged.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Used only when no secret is configured; fine for one developer, not for production.
+DEVELOPMENT_TOKEN_SECRET = "sessiond-development-page-token-secret"
+
+
+class Settings(BaseSettings):
+    """Every setting of ``sessiond serve``.
+
+    Each field is also the environment variable ``SESSIOND_<NAME>`` and the flag
+    ``--<name-with-dashes>``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="SESSIOND_", extra="forbid")
+
+    listen: str = Field("127.0.0.1:50051", description="gRPC listen address host:port")
+    store: str = Field(
+        ".sessiond-data",
+        description="where sessions live: a directory, file:///dir, s3://bucket/prefix, memory://",
+    )
+    s3_endpoint: str | None = Field(None, description="S3 endpoint URL (MinIO, moto, ...)")
+    s3_region: str | None = Field(None, description="S3 region")
+    tenant: str = Field("default", description="the tenant of every caller while auth is off")
+    lease_ttl_seconds: float = Field(30.0, gt=0.5, le=3600, description="lease duration")
+    default_engine: str = Field("echo", description="engine for Chat/Resume when none is named")
+    metrics_listen: str = Field(
+        "127.0.0.1:9464", description="Prometheus metrics host:port; empty disables"
+    )
+    shutdown_grace_seconds: float = Field(
+        10.0, ge=0, le=600, description="how long in-flight calls may finish on SIGTERM"
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO")
+    log_format: Literal["json", "text"] = Field("json")
+    replica_id: str | None = Field(None, description="this process's lease holder id")
+    max_message_bytes: int = Field(1024 * 1024, ge=1024, description="largest stored message")
+    max_receive_bytes: int = Field(
+        32 * 1024 * 1024, ge=1024 * 1024, description="largest gRPC request message"
+    )
+    max_concurrent_rpcs: int | None = Field(None, ge=1, description="concurrent call limit")
+    page_token_secret: SecretStr = Field(
+        SecretStr(DEVELOPMENT_TOKEN_SECRET), description="HMAC key of page tokens"
+    )
+    health_check_interval_seconds: float = Field(
+        10.0, gt=0, description="how often readiness re-checks the store"
+    )
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError("listen must be host:port")
+        return value
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings as logged: secrets masked."""
+        values = self.model_dump()
+        values["page_token_secret"] = "***" if self.page_token_secret else ""
+        return values
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds one ``--flag`` per setting (defaults left to the environment / model)."""
+    for name, field in Settings.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        parser.add_argument(flag, dest=name, default=None, help=field.description)
+
+
+def from_arguments(namespace: argparse.Namespace) -> Settings:
+    """Settings from parsed flags over the environment."""
+    given = {
+        name: value
+        for name in Settings.model_fields
+        if (value := getattr(namespace, name, None)) is not None
+    }
+    return Settings(**given)
