@@ -3,4 +3,5 @@
 pytest_plugins = [
     "support.env",
     "support.moto",
+    "support.servers",
 ]

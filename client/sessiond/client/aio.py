@@ -75,9 +75,9 @@ class AsyncClient:
         """Closes the channel."""
         await self._channel.close()
 
-    async def _call(self, method: str, request: Any, timeout: float | None = None) -> Any:
+    async def _call(self, method: str, request: Any) -> Any:
         try:
-            return await getattr(self.stub, method)(request, timeout=timeout or self.timeout)
+            return await getattr(self.stub, method)(request, timeout=self.timeout)
         except grpc.aio.AioRpcError as error:
             raise from_rpc_error(error) from None
 

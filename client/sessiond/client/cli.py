@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         from pydantic import ValidationError
+
         from sessiond.server.main import run
         from sessiond.server.ops.settings import from_arguments
 

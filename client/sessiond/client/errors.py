@@ -5,6 +5,7 @@ from __future__ import annotations
 import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+
 from sessiond.errors import ERROR_DOMAIN, SessiondError, error_from_status
 
 

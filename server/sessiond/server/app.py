@@ -16,6 +16,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
+
 from sessiond.server.api.calls import SingleTenant, Tenancy
 from sessiond.server.api.servicer import Domain, SessionServicer
 from sessiond.server.domain.clock import Clock, IdSource, SystemClock, default_replica_id
@@ -131,7 +132,7 @@ def build_server(
     secret = hashlib.sha256(settings.page_token_secret.get_secret_value().encode()).digest()
     context = ServiceContext(
         repo=SessionRepository(store),
-        index=TenantIndex(store),
+        index=TenantIndex(store, capacity=settings.index_segment_capacity),
         clock=clock,
         ids=ids,
         tokens=PageTokens(secret),

@@ -7,6 +7,7 @@ import logging
 import signal
 
 from prometheus_client import start_http_server
+
 from sessiond.server.app import build_server
 from sessiond.server.ops import logs
 from sessiond.server.ops.settings import DEVELOPMENT_TOKEN_SECRET, Settings

@@ -14,6 +14,7 @@ from contextvars import ContextVar
 from typing import Any, Protocol, TypeVar
 
 import grpc
+
 from sessiond.server.api.errors import abort, as_domain_error
 from sessiond.server.domain.keys import TenantKeys
 

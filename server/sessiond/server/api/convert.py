@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
+
 from sessiond.errors import InvalidArgument
 from sessiond.server.api.content_codec import message_from_dict
 from sessiond.server.domain.records import (

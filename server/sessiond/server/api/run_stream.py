@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 
 import grpc
+
 from sessiond.errors import InvalidArgument, MessageTooLarge, SessiondError
 from sessiond.server.api import convert
 from sessiond.server.api.content_codec import message_to_dict

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import grpc
+
 from sessiond.errors import InvalidArgument
 from sessiond.server.api import convert
 from sessiond.server.api.calls import RpcObserver, Tenancy, streaming, unary

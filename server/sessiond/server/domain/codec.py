@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
+
 from sessiond.errors import CorruptObject
 
 M = TypeVar("M", bound=BaseModel)

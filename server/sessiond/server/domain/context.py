@@ -91,6 +91,7 @@ class ServiceContext:
             clock=self.clock,
             ids=self.ids,
             lease_ttl=self.lease_ttl,
+            limits=self.limits,
             on_lease_change=self.metrics.lease_change,
             background=self.background.spawn,
         )

@@ -185,13 +185,13 @@ class SessionRepository:
         self._packs.put(ref.key, result.meta.etag, pack, len(result.body))
         return pack
 
-    async def write_pack(self, pack: Pack, key: str) -> int:
-        """Writes a new pack create-only and caches it; returns its size."""
+    async def write_pack(self, pack: Pack, key: str) -> tuple[str, int]:
+        """Writes a new pack create-only and caches it; returns its ETag and size."""
         body = encode(pack)
         with store_errors():
             meta = await self.store.put(key, body, mode=CREATE)
         self._packs.put(key, meta.etag, pack, len(body))
-        return len(body)
+        return meta.etag, len(body)
 
     async def turns(self, keys: TenantKeys, head: Head) -> list[Turn]:
         """Every turn of the session, oldest first (packs in parallel, then the tail)."""
@@ -209,7 +209,7 @@ class SessionRepository:
 
     async def write_message(
         self, keys: TenantKeys, session_id: str, record: StoredMessage, *, epoch: int, run_id: str
-    ) -> None:
+    ) -> tuple[str, str]:
         """Writes ``message_<n>.json`` create-only.
 
         A file already at that index is either a leftover of an older, fenced
@@ -221,8 +221,8 @@ class SessionRepository:
         body = strands.message_file(record, epoch=epoch, run_id=run_id)
         try:
             with store_errors():
-                await self.store.put(key, body, mode=CREATE)
-            return
+                meta = await self.store.put(key, body, mode=CREATE)
+            return key, meta.etag
         except AlreadyExists:
             pass
         with store_errors():
@@ -236,23 +236,34 @@ class SessionRepository:
             raise SessionFenced("another runner took the session over", session_id=session_id)
         try:
             with store_errors():
-                await self.store.put(key, body, mode=Update(existing.meta.etag))
+                meta = await self.store.put(key, body, mode=Update(existing.meta.etag))
         except (PreconditionFailed, NotFound):
             raise SessionFenced(
                 "another runner took the session over", session_id=session_id
             ) from None
+        return key, meta.etag
 
-    async def put(self, key: str, body: bytes, *, mode: PutMode) -> None:
-        """A plain write with storage errors mapped."""
+    async def put(self, key: str, body: bytes, *, mode: PutMode) -> tuple[str, str]:
+        """A plain write with storage errors mapped; returns the key and new ETag."""
         with store_errors():
-            await self.store.put(key, body, mode=mode)
+            meta = await self.store.put(key, body, mode=mode)
+        return key, meta.etag
+
+    async def delete_own(self, written: Sequence[tuple[str, str]]) -> None:
+        """Best-effort removal of this writer's uncommitted files.
+
+        Each delete is conditional on the ETag this writer stored, so a file
+        another writer has since replaced is left alone. Failures leave
+        orphans, which the next holder of the session cleans up.
+        """
+        await asyncio.gather(
+            *(self.store.delete(key, if_match=etag) for key, etag in written),
+            return_exceptions=True,
+        )
 
     async def delete_quietly(self, keys: Sequence[str]) -> None:
-        """Best-effort deletes (cleanup of this writer's own uncommitted files)."""
-        results = await asyncio.gather(
-            *(self.store.delete(key) for key in keys), return_exceptions=True
-        )
-        del results  # failures leave orphans that the next holder cleans up
+        """Best-effort unconditional deletes (immutable objects nobody references)."""
+        await asyncio.gather(*(self.store.delete(key) for key in keys), return_exceptions=True)
 
 
 def messages_of(turns: Sequence[Turn], agent_id: str) -> list[StoredMessage]:

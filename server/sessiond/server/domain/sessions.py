@@ -113,7 +113,7 @@ class SessionLifecycle:
         head.index_stamp = index_stamp(head, now)
         # 1. The head, create-only: the commit point of the new session.
         try:
-            await ctx.repo.create_head(keys, head)
+            head_etag = await ctx.repo.create_head(keys, head)
         except AlreadyExists:
             return await self._existing(keys, sid, request, return_existing)
         # 2. Strands' files, the empty directories, and the listing entry.
@@ -130,7 +130,7 @@ class SessionLifecycle:
         if isinstance(results[0], AlreadyExists):
             # Strands' files were there before sessiond: this id belongs to a
             # session Strands wrote. Undo the head; never overwrite its files.
-            await ctx.repo.delete_quietly([keys.head(sid)])
+            await ctx.repo.delete_own([(keys.head(sid), head_etag)])
             ctx.repo.forget(keys, sid)
             raise SessionAlreadyExists("a session with this id exists already", session_id=sid)
         for result in results[:4]:

@@ -27,14 +27,23 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sessiond.errors import CommitUnknown, ConcurrentModification, InvalidTransition, SessionFenced
+from sessiond.errors import (
+    CommitUnknown,
+    ConcurrentModification,
+    InvalidArgument,
+    InvalidTransition,
+    SessionFenced,
+)
 from sessiond.server.domain import history, strands
 from sessiond.server.domain.clock import Clock, IdSource
+from sessiond.server.domain.content import check_message
 from sessiond.server.domain.index import TenantIndex, sync_listing
 from sessiond.server.domain.keys import TenantKeys
+from sessiond.server.domain.limits import Limits
 from sessiond.server.domain.records import (
     Event,
     Head,
+    Pack,
     Review,
     SnapshotRef,
     Status,
@@ -92,6 +101,7 @@ class TurnDeps:
     clock: Clock
     ids: IdSource
     lease_ttl: timedelta
+    limits: Limits
     on_lease_change: Callable[[int], None] = lambda delta: None
     background: Callable[[Awaitable[Any]], None] = lambda awaitable: None
 
@@ -266,6 +276,13 @@ class ActiveTurn:
         error: TurnError | None,
     ) -> TurnOutcome:
         deps = self._deps
+        for position, message in enumerate(update.messages):
+            check_message(message, deps.limits, field=f"update.messages[{position}]")
+        if len(update.messages) > deps.limits.max_messages_per_update:
+            raise InvalidArgument(
+                f"at most {deps.limits.max_messages_per_update} messages per update",
+                field="update.messages",
+            )
         now = deps.clock.now()
         # 1. Apply the change to a copy of the head.
         head = self.head.model_copy(deep=True)
@@ -302,14 +319,14 @@ class ActiveTurn:
         if update.usage is not None:
             turn.usage = turn.usage.plus(update.usage)
             head.usage = head.usage.plus(update.usage)
-        new_files: list[str] = []
-        writes: list[Awaitable[Any]] = [
+        # Each write returns (key, etag) of what it stored, so a fenced
+        # writer can remove exactly its own files and nobody else's.
+        writes: list[Awaitable[tuple[str, str]]] = [
             deps.repo.write_message(
                 self.keys, self.session_id, record, epoch=self.epoch, run_id=self.run_id
             )
             for record in appended
         ]
-        new_files.extend(self.keys.message(self.session_id, r.agent_id, r.index) for r in appended)
         if snapshot is not None:
             key = self.keys.snapshot(
                 self.session_id, f"{turn.turn_id}-{turn.resume_count}-{deps.ids.random_hex(4)}"
@@ -321,7 +338,6 @@ class ActiveTurn:
                 size=len(snapshot.data),
             )
             writes.append(deps.repo.put(key, snapshot.data, mode=CREATE))
-            new_files.append(key)
         if reviews:
             turn.reviews = reviews
             for review in reviews:
@@ -362,16 +378,16 @@ class ActiveTurn:
         if compaction is not None:
             head.packs = compaction.packs
             head.tail = compaction.tail
-            sizes = {}
+            sizes: dict[str, int] = {}
             for key, pack in compaction.writes:
                 writes.append(self._write_pack(pack, key, sizes))
-                new_files.append(key)
         index_task = sync_listing(deps.index, self.keys, head, now, enabled=end is not None)
         # 2. Write every new object in parallel.
         results = await asyncio.gather(*writes, index_task, return_exceptions=True)
+        written = [r for r in results[:-1] if not isinstance(r, BaseException)]
         failures = [r for r in results[:-1] if isinstance(r, BaseException)]
         if failures:
-            await deps.repo.delete_quietly(new_files)
+            await deps.repo.delete_own(written)
             self._raise_write_failure(failures[0])
         if compaction is not None:
             head.packs = [
@@ -384,7 +400,7 @@ class ActiveTurn:
         try:
             self._etag = await deps.repo.replace_head(self.keys, head, self._etag)
         except HeadChanged:
-            await deps.repo.delete_quietly(new_files)
+            await deps.repo.delete_own(written)
             self._mark_closed(fenced=True)
             raise SessionFenced(
                 "another runner took the session over; this turn's uncommitted work was discarded",
@@ -411,8 +427,9 @@ class ActiveTurn:
             head=head.model_copy(deep=True), turn=turn.model_copy(deep=True), appended=appended
         )
 
-    async def _write_pack(self, pack, key: str, sizes: dict[str, int]) -> None:
-        sizes[key] = await self._deps.repo.write_pack(pack, key)
+    async def _write_pack(self, pack: Pack, key: str, sizes: dict[str, int]) -> tuple[str, str]:
+        etag, sizes[key] = await self._deps.repo.write_pack(pack, key)
+        return key, etag
 
     async def _write_agent_json(self, head: Head, agent_id: str) -> None:
         with contextlib.suppress(Exception):  # repaired by the next state change

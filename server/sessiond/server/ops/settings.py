@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     page_token_secret: SecretStr = Field(
         SecretStr(DEVELOPMENT_TOKEN_SECRET), description="HMAC key of page tokens"
     )
+    index_segment_capacity: int = Field(
+        256, ge=2, le=4096, description="sessions per listing index segment (tuning)"
+    )
     health_check_interval_seconds: float = Field(
         10.0, gt=0, description="how often readiness re-checks the store"
     )

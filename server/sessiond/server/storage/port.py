@@ -197,10 +197,18 @@ class ObjectStore(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def delete(self, key: str) -> None:
+    async def delete(self, key: str, *, if_match: str | None = None) -> None:
         """Deletes an object; deleting a missing key succeeds.
 
+        Args:
+            key: The key.
+            if_match: Delete only if the object's current ETag equals this
+                (a writer removing its own leftover must not remove a file
+                another writer has since replaced).
+
         Raises:
+            PreconditionFailed: ``if_match`` given and the ETag differs.
+            NotFound: ``if_match`` given and the key does not exist.
             StoreUnavailable: The store failed after retries.
         """
 
