@@ -88,15 +88,26 @@ class Server:
                 status = health_pb2.HealthCheckResponse.NOT_SERVING
             await self.health.set(SERVICE_NAME, status)
 
-    async def stop(self, grace: float | None = None) -> None:
-        """Graceful shutdown: NOT_SERVING first, let calls finish, release leases, close."""
+    async def stop(self, grace: float | None = None, *, drain: float | None = None) -> None:
+        """Graceful shutdown.
+
+        1. Health reports NOT_SERVING, and the server keeps serving for the
+           drain period so load balancers and probes notice first.
+        2. New calls are refused; calls in flight get the grace period.
+        3. Calls still running are cancelled; their turns release the lease.
+        4. Background work finishes; the store is closed.
+        """
         grace = self.settings.shutdown_grace_seconds if grace is None else grace
+        drain = self.settings.shutdown_drain_seconds if drain is None else drain
         if self._health_task is not None:
             self._health_task.cancel()
         await self.health.enter_graceful_shutdown()
+        if drain > 0:
+            await asyncio.sleep(drain)
         await self.grpc_server.stop(grace)
         # Calls still running at the end of the grace period were cancelled;
-        # their turns release the lease in tasks that we wait for here.
+        # release the leases of their turns now rather than let them expire.
+        await self.context.active_turns.release_all("SHUTDOWN", "the server shut down")
         await self.servicer.drain(max(grace, 1.0))
         await self.context.background.drain(max(grace, 1.0))
         await self.store.close()

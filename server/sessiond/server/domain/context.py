@@ -67,6 +67,30 @@ class BackgroundTasks:
             await asyncio.wait(set(self._tasks), timeout=seconds)
 
 
+class ActiveTurns:
+    """The turns this replica holds a lease for, so shutdown can release them."""
+
+    def __init__(self) -> None:
+        self._turns: set[Any] = set()
+
+    def add(self, turn: Any) -> None:
+        """Registers an open turn."""
+        self._turns.add(turn)
+
+    def discard(self, turn: Any) -> None:
+        """Forgets a turn that ended."""
+        self._turns.discard(turn)
+
+    def __len__(self) -> int:
+        return len(self._turns)
+
+    async def release_all(self, code: str, message: str) -> None:
+        """Ends every open turn as ERROR (releasing its lease)."""
+        await asyncio.gather(
+            *(turn.release(code, message) for turn in list(self._turns)), return_exceptions=True
+        )
+
+
 @dataclass
 class ServiceContext:
     """The shared dependencies of the domain services."""
@@ -82,6 +106,7 @@ class ServiceContext:
     lease_ttl: timedelta
     metrics: DomainMetrics = field(default_factory=NullMetrics)
     background: BackgroundTasks = field(default_factory=BackgroundTasks)
+    active_turns: ActiveTurns = field(default_factory=ActiveTurns)
 
     def turn_deps(self) -> TurnDeps:
         """The subset an active turn needs."""
@@ -94,4 +119,5 @@ class ServiceContext:
             limits=self.limits,
             on_lease_change=self.metrics.lease_change,
             background=self.background.spawn,
+            registry=self.active_turns,
         )

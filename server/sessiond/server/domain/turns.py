@@ -104,6 +104,7 @@ class TurnDeps:
     limits: Limits
     on_lease_change: Callable[[int], None] = lambda delta: None
     background: Callable[[Awaitable[Any]], None] = lambda awaitable: None
+    registry: Any = None  # an ActiveTurns, which shutdown uses to release leases
 
 
 _END_STATUS = {
@@ -149,6 +150,8 @@ class ActiveTurn:
         self._agent_id = head.tail[-1].agent_id
         self._last_turn = head.tail[-1]
         deps.on_lease_change(+1)
+        if deps.registry is not None:
+            deps.registry.add(self)
 
     @property
     def session_id(self) -> str:
@@ -204,6 +207,8 @@ class ActiveTurn:
             self._closed = True
             self._fenced = fenced
             self._deps.on_lease_change(-1)
+            if self._deps.registry is not None:
+                self._deps.registry.discard(self)
         if self._renewer is not None and self._renewer is not asyncio.current_task():
             self._renewer.cancel()
 

@@ -41,6 +41,12 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(
         10.0, ge=0, le=600, description="how long in-flight calls may finish on SIGTERM"
     )
+    shutdown_drain_seconds: float = Field(
+        0.0,
+        ge=0,
+        le=120,
+        description="on SIGTERM, report NOT_SERVING this long before refusing new calls",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO")
     log_format: Literal["json", "text"] = Field("json")
     replica_id: str | None = Field(None, description="this process's lease holder id")

@@ -1,0 +1,203 @@
+"""Operations: health, reflection, settings, metrics, logs and graceful shutdown.
+
+The process tests run the real ``sessiond serve`` console script.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+    ProtoReflectionDescriptorDatabase,
+)
+
+from sessiond.client.aio import AsyncClient
+from sessiond.v1 import session_pb2
+
+SERVICE = "sessiond.v1.SessionService"
+SESSIOND = Path(sys.executable).with_name("sessiond")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def health_status(target: str, service: str) -> int:
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        response = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=2)
+        return response.status
+
+
+async def test_health_answers_per_service_name(served) -> None:
+    for service in ("", SERVICE):
+        assert await health_status(served.target, service) == health_pb2.HealthCheckResponse.SERVING
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await health_status(served.target, "no.such.Service")
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_reflection_lists_and_describes_the_service(served) -> None:
+    # The reflection client library is synchronous: run it off the event
+    # loop that serves the calls.
+    await asyncio.to_thread(_check_reflection, served.target)
+
+
+def _check_reflection(target: str) -> None:
+    with grpc.insecure_channel(target) as channel:
+        database = ProtoReflectionDescriptorDatabase(channel)
+        services = database.get_services()
+        assert SERVICE in services and "grpc.health.v1.Health" in services
+        from google.protobuf.descriptor_pool import DescriptorPool
+
+        pool = DescriptorPool(database)
+        service = pool.FindServiceByName(SERVICE)
+        methods = {method.name for method in service.methods}
+        assert {
+            "Start",
+            "Run",
+            "Chat",
+            "Resume",
+            "ListPendingReviews",
+            "Archive",
+            "Export",
+        } <= methods
+        assert {"Get", "List", "ListMessages", "ResolveReview", "Unarchive", "Import"} <= methods
+        assert {"Delete", "Replay"} <= methods
+
+
+async def test_metrics_count_rpcs_store_requests_and_conflicts(served) -> None:
+    await served.client.start("m")
+    await served.client.chat("m", "hi")
+    from prometheus_client import generate_latest
+
+    text = generate_latest(served.server.metrics.registry).decode()
+    assert 'sessiond_rpc_requests_total{code="OK",method="Chat"} 1.0' in text
+    assert 'sessiond_rpc_duration_seconds_count{method="Start"} 1.0' in text
+    assert "sessiond_claim_conflicts_total" in text
+    assert "sessiond_leases_held 0.0" in text
+
+
+def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError("condition not met in time")
+
+
+def start_process(tmp_path: Path, **env: str) -> tuple[subprocess.Popen, str, int, Path]:
+    port, metrics_port = free_port(), free_port()
+    log = tmp_path / f"server-{port}.log"
+    environment = {
+        **os.environ,
+        "SESSIOND_LISTEN": f"127.0.0.1:{port}",
+        "SESSIOND_STORE": str(tmp_path / "data"),
+        "SESSIOND_METRICS_LISTEN": f"127.0.0.1:{metrics_port}",
+        "SESSIOND_PAGE_TOKEN_SECRET": "s3cr3t-value",
+        "SESSIOND_SHUTDOWN_DRAIN_SECONDS": "0.5",
+        **env,
+    }
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [str(SESSIOND), "serve", "--shutdown-grace-seconds", "2"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=environment,
+        )
+    target = f"127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        try:
+            return asyncio.run(health_status(target, SERVICE)) == 1
+        except Exception:
+            return False
+
+    wait_for(healthy)
+    return proc, target, metrics_port, log
+
+
+def test_serve_process_settings_logs_metrics_and_sigterm(tmp_path: Path) -> None:
+    proc, target, metrics_port, log = start_process(tmp_path)
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as r:
+            assert b"sessiond_rpc_requests_total" in r.read()
+
+        async def hold_a_turn_then_signal() -> tuple[float, list[int]]:
+            client = AsyncClient(target)
+            await client.start("held")
+            turn = client.run("held", "working on it")
+            await turn.__aenter__()
+            statuses: list[int] = []
+            started = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            # Health goes NOT_SERVING before the server stops taking calls.
+            for _ in range(100):
+                try:
+                    statuses.append(await health_status(target, SERVICE))
+                except grpc.aio.AioRpcError:
+                    break
+                if statuses[-1] == health_pb2.HealthCheckResponse.NOT_SERVING:
+                    break
+                await asyncio.sleep(0.02)
+            await asyncio.get_running_loop().run_in_executor(None, proc.wait, 10)
+            elapsed = time.monotonic() - started
+            await client.close()
+            return elapsed, statuses
+
+        elapsed, statuses = asyncio.run(hold_a_turn_then_signal())
+        assert statuses and statuses[-1] == health_pb2.HealthCheckResponse.NOT_SERVING
+        assert proc.returncode == 0
+        assert elapsed < 0.5 + 2 + 3  # drain, grace, lease release
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    starting = [line for line in lines if line["message"] == "starting sessiond"]
+    assert len(starting) == 1
+    assert starting[0]["settings"]["page_token_secret"] == "***"
+    assert "s3cr3t-value" not in log.read_text()
+    assert any(line["message"] == "stopped" for line in lines)
+
+    # A restarted process serves again, and the held turn's lease was released.
+    proc, target, _, _ = start_process(tmp_path)
+    try:
+
+        async def check() -> session_pb2.Session:
+            async with AsyncClient(target) as client:
+                return await client.get("held")
+
+        session = asyncio.run(check())
+        assert session.status == session_pb2.SESSION_STATUS_ERROR
+        assert not session.HasField("lease")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)
+
+
+def test_invalid_settings_exit_with_a_clear_message(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [str(SESSIOND), "serve", "--lease-ttl-seconds", "-3"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "SESSIOND_LISTEN": "nonsense"},
+    )
+    assert result.returncode == 2
+    assert "invalid settings" in result.stderr
+    assert "Traceback" not in result.stderr
