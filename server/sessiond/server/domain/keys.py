@@ -8,7 +8,7 @@ Layout (relative to the store's root)::
     tenants/<tenant>/session_<sid>/multi_agents/...                   Strands multi-agent state
     tenants/<tenant>/session_<sid>/sessiond/head.json                 the commit point
     tenants/<tenant>/session_<sid>/sessiond/packs/<name>.json         history packs
-    tenants/<tenant>/session_<sid>/sessiond/snapshots/<turn>-<n>.json turn snapshots
+    tenants/<tenant>/session_<sid>/sessiond/snapshots/<name>.snapshot turn snapshots
     tenants/<tenant>/sessiond/index/sessions/seg_<k>.json             listing index segments
     tenants/<tenant>/sessiond/index/inbox.json                        pending-review inbox
     tenants/<tenant>/sessiond/tombstones/<sid>.json                   deleted sessions
@@ -91,8 +91,8 @@ class TenantKeys:
         return f"{self.sessiond_prefix(session_id)}packs/{name}.json"
 
     def snapshot(self, session_id: str, name: str) -> str:
-        """A turn snapshot."""
-        return f"{self.sessiond_prefix(session_id)}snapshots/{name}.json"
+        """A turn snapshot (opaque bytes; the content type is kept in the turn)."""
+        return f"{self.sessiond_prefix(session_id)}snapshots/{name}.snapshot"
 
     @property
     def index_prefix(self) -> str:
