@@ -23,7 +23,9 @@ $(STAMP): pyproject.toml
 	touch $@
 
 $(TOOLS_STAMP): tools/package.json tools/package-lock.json
-	cd tools && npm ci --no-audit --no-fund --loglevel=error
+	# `npm install` rather than `npm ci`: the registry mirror lacks some of buf's
+	# other-platform optional packages, which `npm ci` insists on.
+	cd tools && npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
 # Contract and code checks: buf STANDARD lint and format, committed stubs
