@@ -33,8 +33,8 @@ $(TOOLS_STAMP): tools/package.json tools/package-lock.json
 lint: $(STAMP) $(TOOLS_STAMP)
 	cd protos && ../tools/node_modules/.bin/buf lint && ../tools/node_modules/.bin/buf format --diff --exit-code
 	PYTHON=$(BIN)/python scripts/gen_protos.sh --check
-	$(BIN)/ruff check server client tests
-	$(BIN)/ruff format --check server client tests
+	$(BIN)/ruff check server client tests bench
+	$(BIN)/ruff format --check server client tests bench
 
 protos: $(STAMP)
 	PYTHON=$(BIN)/python scripts/gen_protos.sh

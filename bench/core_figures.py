@@ -26,7 +26,6 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import boto3
 import botocore.session
@@ -141,7 +140,7 @@ async def sessiond_figures(endpoint: str, bucket: str, turns: int, messages: int
     history = len(turn.history)
     await turn.finish()
     await turn.__aexit__(None, None, None)
-    head = (await client.get("long"))
+    head = await client.get("long")
     await client.close()
     await cold.stop(0)
     return {
@@ -161,6 +160,7 @@ def strands_figures(endpoint: str, bucket: str, turns: int, messages: int) -> di
     from strands import Agent
     from strands.agent.conversation_manager import NullConversationManager
     from strands.session.s3_session_manager import S3SessionManager
+
     from support.strands_model import ReplyModel
 
     counts = Counts()
@@ -171,7 +171,10 @@ def strands_figures(endpoint: str, bucket: str, turns: int, messages: int) -> di
 
     def agent(session_id: str) -> Agent:
         manager = S3SessionManager(
-            session_id=session_id, bucket=bucket, prefix="strands", boto_session=session,
+            session_id=session_id,
+            bucket=bucket,
+            prefix="strands",
+            boto_session=session,
             endpoint_url=endpoint,
         )
         # No sliding window: restore (and the model) see the whole history, as
