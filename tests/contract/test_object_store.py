@@ -239,6 +239,14 @@ async def test_delete_is_idempotent_and_listing_reflects_it(store: ObjectStore) 
     assert await keys(store, "d/") == []
 
 
+async def test_list_prefixes(store: ObjectStore) -> None:
+    await _fill(store, ["lp/a/1", "lp/a/2/x", "lp/b/1", "lp/c", "lp/session_1/x", "lq/d/1"])
+    assert await store.list_prefixes("lp/") == ["lp/a/", "lp/b/", "lp/session_1/"]
+    assert await store.list_prefixes("lp/s") == ["lp/session_1/"]
+    assert await store.list_prefixes("lp/a/") == ["lp/a/2/"]
+    assert await store.list_prefixes("none/") == []
+
+
 async def test_conditional_delete(store: ObjectStore) -> None:
     first = await store.put("cd/k", b"mine", mode=CREATE)
     replaced = await store.put("cd/k", b"theirs", mode=Update(first.etag))

@@ -19,6 +19,7 @@ from grpc_reflection.v1alpha import reflection
 
 from sessiond.server.api.calls import SingleTenant, Tenancy
 from sessiond.server.api.servicer import Domain, SessionServicer
+from sessiond.server.domain.adoption import Adoption
 from sessiond.server.domain.clock import Clock, IdSource, SystemClock, default_replica_id
 from sessiond.server.domain.context import ServiceContext
 from sessiond.server.domain.engines import EchoEngine, Engine, EngineRegistry
@@ -153,8 +154,11 @@ def build_server(
         lease_ttl=timedelta(seconds=settings.lease_ttl_seconds),
         metrics=metrics,
     )
+    adoption = Adoption(context, discovery_interval=settings.discovery_interval_seconds)
+    context.adoption = adoption
+    context.repo.on_missing = adoption.adopt_session
     domain = Domain(
-        sessions=SessionLifecycle(context),
+        sessions=SessionLifecycle(context, adoption=adoption),
         turns=TurnService(context),
         reviews=ReviewService(context),
         engines=registry,

@@ -208,6 +208,9 @@ def review_pb(session_id: str, review: Review, now: datetime) -> turn_pb2.Review
 
 def turn_pb(session_id: str, turn: Turn, now: datetime) -> turn_pb2.Turn:
     """A turn as protobuf (its messages are listed separately, by index)."""
+    # A turn's record may also hold messages adopted from a Strands writer;
+    # only an "adopted" turn counts those as its own.
+    own = [m for m in turn.messages if m.turn_id == turn.turn_id or turn.engine == "adopted"]
     result = turn_pb2.Turn(
         turn_id=turn.turn_id,
         number=turn.number,
@@ -217,8 +220,8 @@ def turn_pb(session_id: str, turn: Turn, now: datetime) -> turn_pb2.Turn:
         request_id=turn.request_id or "",
         start_time=timestamp(turn.started_at),
         end_time=timestamp(turn.ended_at),
-        first_message_index=turn.messages[0].index if turn.messages else turn.first_index,
-        message_count=len(turn.messages),
+        first_message_index=own[0].index if own else turn.first_index,
+        message_count=len(own),
         usage=usage_pb(turn.usage),
         events=[
             turn_pb2.TurnEvent(

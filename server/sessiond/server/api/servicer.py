@@ -70,12 +70,15 @@ class SessionServicer(pb_grpc.SessionServiceServicer):
 
     def _outcome_fields(self, outcome: TurnOutcome) -> dict:
         now = self.domain.clock.now()
-        assistant = [m for m in outcome.turn.messages if m.message.get("role") == "assistant"]
+        # Messages adopted from a Strands writer sit in the turn's record too,
+        # but the turn did not produce them.
+        own = [m for m in outcome.turn.messages if m.turn_id == outcome.turn.turn_id]
+        assistant = [m for m in own if m.message.get("role") == "assistant"]
         return {
             "text": "".join(message_text(m.message) for m in assistant),
             "session": convert.session_pb(view_of_head(outcome.head, now)),
             "turn": convert.turn_pb(outcome.head.session_id, outcome.turn, now),
-            "messages": [convert.stored_message_pb(m) for m in outcome.turn.messages],
+            "messages": [convert.stored_message_pb(m) for m in own],
         }
 
     @unary("Start")

@@ -107,6 +107,8 @@ class ServiceContext:
     metrics: DomainMetrics = field(default_factory=NullMetrics)
     background: BackgroundTasks = field(default_factory=BackgroundTasks)
     active_turns: ActiveTurns = field(default_factory=ActiveTurns)
+    #: The Adoption service (set by the composition root; adopts Strands appends).
+    adoption: Any = None
 
     def turn_deps(self) -> TurnDeps:
         """The subset an active turn needs."""
@@ -120,4 +122,5 @@ class ServiceContext:
             on_lease_change=self.metrics.lease_change,
             background=self.background.spawn,
             registry=self.active_turns,
+            adopt_appended=self.adoption.appended if self.adoption is not None else None,
         )

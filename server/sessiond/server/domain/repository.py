@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 
 from sessiond.errors import (
     CommitUnknown,
@@ -74,6 +74,9 @@ class SessionRepository:
         pack_cache_bytes: int = 128 * 1024 * 1024,
     ) -> None:
         self.store = store
+        #: Called when a session has no head: may adopt a session Strands wrote
+        #: and return its new head, or raise SessionNotFound.
+        self.on_missing: Callable[[TenantKeys, str], Awaitable[tuple[Head, str]]] | None = None
         self._heads: LruCache[Head] = LruCache(head_cache_bytes)
         self._packs: LruCache[Pack] = LruCache(pack_cache_bytes)
 
@@ -120,6 +123,8 @@ class SessionRepository:
             return await self._read_head(keys, session_id)
         except NotFound:
             self._heads.discard(cache_key)
+            if self.on_missing is not None:
+                return await self.on_missing(keys, session_id)
             raise SessionNotFound("no such session", session_id=session_id) from None
         head = decode(Head, result.body, session_id=session_id, what="head")
         if head.session_id != session_id:

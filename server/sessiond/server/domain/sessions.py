@@ -52,8 +52,9 @@ LIST_SEGMENTS_PER_PAGE = 4
 class SessionLifecycle:
     """Creates, reads, lists, archives and deletes sessions."""
 
-    def __init__(self, ctx: ServiceContext) -> None:
+    def __init__(self, ctx: ServiceContext, *, adoption: Any = None) -> None:
         self._ctx = ctx
+        self._adoption = adoption
 
     # -- Start ---------------------------------------------------------------
 
@@ -223,6 +224,9 @@ class SessionLifecycle:
         filters = filter_digest([sorted(status_set), labels, archived])
         tokens = self._ctx.tokens
         position = tokens.read(page_token, kind="list", tenant=keys.tenant, filters=filters)
+        if position is None and self._adoption is not None:
+            # Sessions Strands wrote alone are not in the index until adopted.
+            await self._adoption.discover(keys, wait=True)
         if position is None:
             segment, after = await self._ctx.index.newest_number(keys), None
         else:

@@ -105,6 +105,9 @@ class TurnDeps:
     on_lease_change: Callable[[int], None] = lambda delta: None
     background: Callable[[Awaitable[Any]], None] = lambda awaitable: None
     registry: Any = None  # an ActiveTurns, which shutdown uses to release leases
+    #: Reads messages a Strands writer appended: (keys, head, agent_id, start)
+    #: -> (messages, agent from agent.json or None).
+    adopt_appended: Callable[..., Awaitable[tuple[list[StoredMessage], Any]]] | None = None
 
 
 _END_STATUS = {
@@ -279,6 +282,7 @@ class ActiveTurn:
         snapshot: SnapshotInput | None,
         reviews: list[Review],
         error: TurnError | None,
+        adoptions: int = 0,
     ) -> TurnOutcome:
         deps = self._deps
         for position, message in enumerate(update.messages):
@@ -393,6 +397,14 @@ class ActiveTurn:
         failures = [r for r in results[:-1] if isinstance(r, BaseException)]
         if failures:
             await deps.repo.delete_own(written)
+            foreign = next((f for f in failures if isinstance(f, ForeignMessage)), None)
+            if foreign is not None and deps.adopt_appended is not None and adoptions < 3:
+                # A Strands writer appended behind our back: take its messages
+                # into the history, then write ours after them.
+                await self._adopt_appended(foreign)
+                return await self._commit_locked(
+                    update, end, snapshot, reviews, error, adoptions + 1
+                )
             self._raise_write_failure(failures[0])
         if compaction is not None:
             head.packs = [
@@ -443,6 +455,34 @@ class ActiveTurn:
                 strands.agent_file(head.agents[agent_id]),
                 mode=OVERWRITE,
             )
+
+    async def _adopt_appended(self, foreign: ForeignMessage) -> None:
+        """Adds a Strands writer's appended messages to this turn (committed by the caller)."""
+        assert self._deps.adopt_appended is not None
+        messages, agent_file = await self._deps.adopt_appended(
+            self.keys, self.head, foreign.agent_id, foreign.index
+        )
+        if not messages:
+            raise ConcurrentModification(
+                "another writer changed this session's messages", session_id=self.session_id
+            )
+        now = self._deps.clock.now()
+        turn = self.head.tail[-1]
+        agent = self.head.agents[foreign.agent_id]
+        turn.messages.extend(messages)
+        agent.message_count = messages[-1].index + 1
+        if agent_file is not None:
+            # What Strands last wrote to agent.json is the agent's newest state.
+            agent.state = agent_file.state
+            agent.conversation_manager_state = agent_file.conversation_manager_state
+            agent.internal_state = agent_file.internal_state
+        turn.events.append(
+            Event(
+                time=now,
+                type="messages.adopted",
+                data={"first": messages[0].index, "count": len(messages), "from": "strands"},
+            )
+        )
 
     def _raise_write_failure(self, failure: BaseException) -> None:
         if isinstance(failure, ForeignMessage):

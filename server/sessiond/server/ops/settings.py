@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     page_token_secret: SecretStr = Field(
         SecretStr(DEVELOPMENT_TOKEN_SECRET), description="HMAC key of page tokens"
     )
+    discovery_interval_seconds: float = Field(
+        300.0,
+        ge=1,
+        description="how often List looks for sessions written by Strands alone",
+    )
     index_segment_capacity: int = Field(
         256, ge=2, le=4096, description="sessions per listing index segment (tuning)"
     )

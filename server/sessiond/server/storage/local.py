@@ -401,6 +401,35 @@ class LocalDirectoryStore(ObjectStore):
         check_limit(limit)
         return await self._run("list", prefix, lambda: self._list_sync(prefix, start_after, limit))
 
+    async def list_prefixes(self, prefix: str) -> list[str]:
+        """The child directories of ``prefix`` (see :meth:`ObjectStore.list_prefixes`).
+
+        Unlike S3, an empty directory counts (``ensure_prefix`` makes some).
+        """
+
+        def scan() -> list[str]:
+            dir_part, _, partial = prefix.rpartition("/")
+            if dir_part:
+                try:
+                    check_key(dir_part)
+                except ValueError:
+                    return []
+            directory = self.root / dir_part if dir_part else self.root
+            base = dir_part + "/" if dir_part else ""
+            try:
+                entries = list(os.scandir(directory))
+            except (FileNotFoundError, NotADirectoryError):
+                return []
+            return sorted(
+                f"{base}{entry.name}/"
+                for entry in entries
+                if entry.name.startswith(partial)
+                and not (not dir_part and entry.name.startswith(RESERVED_PREFIX))
+                and entry.is_dir(follow_symlinks=False)
+            )
+
+        return await self._run("list", prefix, scan)
+
     # -- lifecycle --------------------------------------------------------
 
     async def ensure_prefix(self, prefix: str) -> None:

@@ -292,6 +292,19 @@ class MemoryStore(ObjectStore):
         await self._after("list", prefix, "ok")
         return ListPage(items=items, next_start_after=page[-1] if more else None)
 
+    async def list_prefixes(self, prefix: str) -> list[str]:
+        """The child "directories" of ``prefix`` (see :meth:`ObjectStore.list_prefixes`)."""
+        await self._before("list", prefix)
+        found: set[str] = set()
+        for key in self._sorted[bisect.bisect_left(self._sorted, prefix) :]:
+            if not key.startswith(prefix):
+                break
+            rest = key[len(prefix) :]
+            if "/" in rest:
+                found.add(prefix + rest.split("/", 1)[0] + "/")
+        await self._after("list", prefix, "ok")
+        return sorted(found)
+
     async def delete(self, key: str, *, if_match: str | None = None) -> None:
         """Deletes an object; a missing key is fine unless ``if_match`` is given."""
         await self._before("delete", key)

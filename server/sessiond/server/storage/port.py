@@ -212,6 +212,16 @@ class ObjectStore(abc.ABC):
             StoreUnavailable: The store failed after retries.
         """
 
+    @abc.abstractmethod
+    async def list_prefixes(self, prefix: str) -> list[str]:
+        """The "directories" directly below ``prefix``: every distinct
+        ``prefix + <segment> + "/"`` that some key starts with, in ascending
+        order (S3's ``CommonPrefixes`` with delimiter ``/``; all pages).
+
+        Raises:
+            StoreUnavailable: The store failed after retries.
+        """
+
     async def ensure_prefix(self, prefix: str) -> None:
         """Makes an empty "directory" exist where the adapter has directories.
 

@@ -330,6 +330,28 @@ class S3Store(ObjectStore):
         more = bool(resp.get("IsTruncated")) and bool(contents)
         return ListPage(items=items, next_start_after=contents[-1]["Key"][cut:] if more else None)
 
+    async def list_prefixes(self, prefix: str) -> list[str]:
+        """The child "directories" of ``prefix`` (ListObjectsV2 with ``Delimiter="/"``)."""
+        found: list[str] = []
+        token: str | None = None
+        cut = len(self._root)
+        while True:
+            params: dict[str, Any] = {
+                "Bucket": self.bucket,
+                "Prefix": self._full(prefix),
+                "Delimiter": "/",
+                "MaxKeys": 1000,
+            }
+            if token:
+                params["ContinuationToken"] = token
+            resp = await self._idempotent(
+                "list", prefix, lambda params=params: self.client.list_objects_v2(**params), {}
+            )
+            found.extend(item["Prefix"][cut:] for item in resp.get("CommonPrefixes") or [])
+            token = resp.get("NextContinuationToken") if resp.get("IsTruncated") else None
+            if not token:
+                return [p for p in found if not p.startswith(PROBE_PREFIX + "/")]
+
     async def delete(self, key: str, *, if_match: str | None = None) -> None:
         """Deletes an object; a missing key is fine unless ``if_match`` is given.
 
