@@ -49,10 +49,18 @@ class EngineReply:
 
 
 class Engine(Protocol):
-    """A server-side producer of turn output."""
+    """A server-side producer of turn output.
+
+    Attributes:
+        name: The name requests use.
+        needs_history: Whether ``respond`` needs the committed history.
+        instant: Whether a reply takes no noticeable time (no model call).
+            Turns of instant engines commit optimistically, without a lease.
+    """
 
     name: str
     needs_history: bool
+    instant: bool
 
     async def respond(self, request: EngineRequest) -> EngineReply:
         """Produces the turn's output."""
@@ -64,6 +72,7 @@ class EchoEngine:
 
     name = "echo"
     needs_history = False
+    instant = True
 
     async def respond(self, request: EngineRequest) -> EngineReply:
         """Echoes the input (or, on resume, the turn's recorded user input)."""

@@ -224,29 +224,34 @@ class SessionRepository:
         """
         key = keys.message(session_id, record.agent_id, record.index)
         body = strands.message_file(record, epoch=epoch, run_id=run_id)
-        try:
-            with store_errors():
-                meta = await self.store.put(key, body, mode=CREATE)
+        fenced = SessionFenced("another runner took the session over", session_id=session_id)
+        for _ in range(3):
+            try:
+                with store_errors():
+                    meta = await self.store.put(key, body, mode=CREATE)
+                return key, meta.etag
+            except AlreadyExists:
+                pass
+            try:
+                with store_errors():
+                    existing = await self.store.get(key)
+            except NotFound:
+                continue  # its writer removed it meanwhile: create again
+            document = strands.parse_message_file(existing.body)
+            marker = strands.marker_of(document) if document else None
+            if document is not None and marker is None:
+                raise ForeignMessage(record.agent_id, record.index)
+            their_epoch = int((marker or {}).get("epoch", 0) or 0)
+            same_epoch_other_run = their_epoch == epoch and (marker or {}).get("run_id") != run_id
+            if their_epoch > epoch or same_epoch_other_run:
+                raise fenced
+            try:
+                with store_errors():
+                    meta = await self.store.put(key, body, mode=Update(existing.meta.etag))
+            except (PreconditionFailed, NotFound):
+                raise fenced from None
             return key, meta.etag
-        except AlreadyExists:
-            pass
-        with store_errors():
-            existing = await self.store.get(key)
-        document = strands.parse_message_file(existing.body)
-        marker = strands.marker_of(document) if document else None
-        if document is not None and marker is None:
-            raise ForeignMessage(record.agent_id, record.index)
-        their_epoch = int((marker or {}).get("epoch", 0) or 0)
-        if their_epoch > epoch or (their_epoch == epoch and marker.get("run_id") != run_id):
-            raise SessionFenced("another runner took the session over", session_id=session_id)
-        try:
-            with store_errors():
-                meta = await self.store.put(key, body, mode=Update(existing.meta.etag))
-        except (PreconditionFailed, NotFound):
-            raise SessionFenced(
-                "another runner took the session over", session_id=session_id
-            ) from None
-        return key, meta.etag
+        raise fenced
 
     async def put(self, key: str, body: bytes, *, mode: PutMode) -> tuple[str, str]:
         """A plain write with storage errors mapped; returns the key and new ETag."""

@@ -16,6 +16,7 @@ from sessiond.errors import (
     RuntimeRequired,
     SessionArchived,
     SessiondError,
+    SessionFenced,
 )
 from sessiond.server.domain import strands
 from sessiond.server.domain.claims import Replay, claim
@@ -158,6 +159,10 @@ class TurnService:
         if not text:
             raise InvalidArgument("text is required", field="text")
         chosen = self._ctx.engines.get(engine)
+        if getattr(chosen, "instant", False) and checkpoint == "NONE":
+            fast = await self._optimistic_chat(keys, session_id, agent_id, text, chosen, request_id)
+            if fast is not None:
+                return fast
         opened = await self.open(
             keys,
             OpenRequest(
@@ -172,6 +177,65 @@ class TurnService:
         if isinstance(opened, TurnOutcome):
             return opened
         return await self.run_engine(opened, chosen)
+
+    async def _optimistic_chat(
+        self,
+        keys: TenantKeys,
+        session_id: str,
+        agent_id: str,
+        text: str,
+        engine: Engine,
+        request_id: str,
+    ) -> TurnOutcome | None:
+        """A Chat turn of an instant engine in one commit, without a claim.
+
+        Two sequential steps instead of three: the message files (create-only)
+        in parallel, then one CAS of the head. A live or expired lease, a
+        suspended turn, or a new agent hand the turn to the claimed path
+        (None). So does losing a race twice (the second try reads a fresh
+        head): concurrent optimistic writers can keep fencing each other, and
+        the claim serialises them.
+        """
+        ctx = self._ctx
+        sid = check_id(session_id, field="session_id")
+        agent = check_optional_id(agent_id, field="agent_id")
+        request = check_request_id(request_id)
+        message = text_message("user", text)
+        check_message(message, ctx.limits, field="input")
+        for attempt in range(2):
+            head, etag = await ctx.repo.head_for(keys, sid, fresh=attempt > 0)
+            now = ctx.clock.now()
+            if head.find_request(request, "turn") is not None:
+                return await self._replayed(keys, head, request or "")
+            aid = agent or head.agent_id
+            if head.lease is not None or head.open_turn is not None or head.archived:
+                return None
+            if aid not in head.agents:
+                return None
+            run_id = ctx.ids.random_hex(8)
+            shaped = head.model_copy(deep=True)
+            _shape_new(
+                shaped,
+                now,
+                OpenRequest(
+                    session_id=sid, agent_id=aid, engine=engine.name, request_id=request or ""
+                ),
+                run_id,
+                aid,
+            )
+            if request:
+                remember_request(
+                    shaped,
+                    RequestRecord(
+                        request_id=request, op="turn", turn_number=shaped.turn_count, at=now
+                    ),
+                )
+            active = ActiveTurn(ctx.turn_deps(), keys, shaped, etag, pending_input=message)
+            try:
+                return await self.run_engine(active, engine)
+            except SessionFenced:
+                ctx.metrics.claim_conflict()
+        return None
 
     async def resume(
         self,

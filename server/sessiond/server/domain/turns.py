@@ -137,6 +137,14 @@ class ActiveTurn:
         *,
         pending_input: dict[str, Any] | None,
     ) -> None:
+        """Wraps a claimed head, or an unclaimed one for an optimistic turn.
+
+        An *optimistic* turn (the head has no lease) holds no claim: it writes
+        its message files create-only, marked with the head's current epoch,
+        and commits once, by the same CAS; any concurrent change makes that
+        CAS fail. A claimer always has a higher epoch, so it treats an
+        optimistic writer's files as the leftovers of an older epoch.
+        """
         self._deps = deps
         self.keys = keys
         self.head = head
@@ -146,15 +154,17 @@ class ActiveTurn:
         self._closed = False
         self._fenced = False
         self._renewer: asyncio.Task[None] | None = None
-        assert head.lease is not None and head.tail
-        self.run_id = head.lease.run_id
-        self.epoch = head.lease.epoch
+        assert head.tail
+        self.optimistic = head.lease is None
+        self.run_id = head.tail[-1].run_id if self.optimistic else head.lease.run_id
+        self.epoch = head.epoch if self.optimistic else head.lease.epoch
         self.turn_number = head.tail[-1].number
         self._agent_id = head.tail[-1].agent_id
         self._last_turn = head.tail[-1]
-        deps.on_lease_change(+1)
-        if deps.registry is not None:
-            deps.registry.add(self)
+        if not self.optimistic:
+            deps.on_lease_change(+1)
+            if deps.registry is not None:
+                deps.registry.add(self)
 
     @property
     def session_id(self) -> str:
@@ -183,7 +193,7 @@ class ActiveTurn:
 
     def start_renewal(self) -> None:
         """Renews the lease every third of its duration until the turn ends."""
-        if self._renewer is None:
+        if self._renewer is None and not self.optimistic:
             self._renewer = asyncio.get_running_loop().create_task(self._renew_loop())
 
     async def _renew_loop(self) -> None:
@@ -209,9 +219,10 @@ class ActiveTurn:
         if not self._closed:
             self._closed = True
             self._fenced = fenced
-            self._deps.on_lease_change(-1)
-            if self._deps.registry is not None:
-                self._deps.registry.discard(self)
+            if not self.optimistic:
+                self._deps.on_lease_change(-1)
+                if self._deps.registry is not None:
+                    self._deps.registry.discard(self)
         if self._renewer is not None and self._renewer is not asyncio.current_task():
             self._renewer.cancel()
 
@@ -370,8 +381,9 @@ class ActiveTurn:
             )
             head.status = _END_STATUS[end]
             head.lease = None
+        elif head.lease is None:
+            raise InvalidTransition("an unclaimed turn can only commit once, at its end")
         else:
-            assert head.lease is not None
             head.lease.expires_at = now + deps.lease_ttl
         head.revision += 1
         head.updated_at = now
@@ -497,8 +509,14 @@ class ActiveTurn:
         raise failure
 
     async def release(self, code: str, message: str) -> None:
-        """Ends the turn as ERROR if it is still open (best effort; used on broken streams)."""
+        """Ends the turn as ERROR if it is still open (best effort; used on broken streams).
+
+        An optimistic turn claimed nothing and committed nothing: it just ends.
+        """
         if self._closed:
+            return
+        if self.optimistic:
+            self._mark_closed()
             return
         try:
             await self.fail(code, message)
