@@ -14,6 +14,7 @@ from typing import Any
 import boto3
 import pytest
 from strands import Agent
+from strands.agent.conversation_manager import SlidingWindowConversationManager
 from strands.session.file_session_manager import FileSessionManager
 from strands.session.s3_session_manager import S3SessionManager
 
@@ -139,3 +140,39 @@ async def test_s3_session_manager_restores_what_sessiond_wrote(
 @pytest.fixture(autouse=True)
 def _quiet_strands(caplog):
     caplog.set_level("WARNING", logger="strands")
+
+
+async def test_redactions_reach_strands_including_messages_in_packs(serve, tmp_path: Path) -> None:
+    from sessiond.v1 import session_service_pb2 as pb
+
+    served = await serve(store=LocalDirectoryStore(tmp_path))
+    client = served.client
+    await client.start("secret")
+    for number in range(30):  # long enough that early messages move into packs
+        await client.chat("secret", f"message {number}")
+    hidden = text_message("user", "[redacted]")
+    async with client.run("secret", "my password is hunter2") as turn:
+        await turn.append([text_message("assistant", "noted")])
+        call = turn._call
+        update = pb.TurnUpdate(
+            redactions=[
+                pb.Redaction(index=60, message=hidden),  # this turn's input, in the head
+                pb.Redaction(index=0, message=hidden),  # an old one, in a pack
+            ]
+        )
+        await call.write(pb.RunRequest(append=pb.RunAppend(update=update)))
+        assert (await call.read()).WhichOneof("event") == "appended"
+        await turn.finish()
+    messages = await client.all_messages("secret")
+    assert messages[0].redact_message.content[0].text == "[redacted]"
+    assert messages[60].redact_message.content[0].text == "[redacted]"
+    assert not messages[1].HasField("redact_message")
+    manager = FileSessionManager(session_id="secret", storage_dir=str(tmp_path / "tenants/default"))
+    agent = Agent(
+        model=ReplyModel(),
+        session_manager=manager,
+        conversation_manager=SlidingWindowConversationManager(window_size=1000),
+    )
+    assert agent.messages[0]["content"][0]["text"] == "[redacted]"
+    assert agent.messages[60]["content"][0]["text"] == "[redacted]"
+    assert agent.messages[61]["content"][0]["text"] == "noted"

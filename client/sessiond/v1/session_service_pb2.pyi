@@ -1,3 +1,6 @@
+import datetime
+
+from google.protobuf import duration_pb2 as _duration_pb2
 from sessiond.v1 import content_pb2 as _content_pb2
 from sessiond.v1 import session_pb2 as _session_pb2
 from sessiond.v1 import turn_pb2 as _turn_pb2
@@ -75,21 +78,23 @@ class StartResponse(_message.Message):
     def __init__(self, session: _Optional[_Union[_session_pb2.Session, _Mapping]] = ..., created: _Optional[bool] = ...) -> None: ...
 
 class RunRequest(_message.Message):
-    __slots__ = ("open", "append", "finish", "hibernate", "fail")
+    __slots__ = ("open", "append", "finish", "hibernate", "fail", "tool_results")
     OPEN_FIELD_NUMBER: _ClassVar[int]
     APPEND_FIELD_NUMBER: _ClassVar[int]
     FINISH_FIELD_NUMBER: _ClassVar[int]
     HIBERNATE_FIELD_NUMBER: _ClassVar[int]
     FAIL_FIELD_NUMBER: _ClassVar[int]
+    TOOL_RESULTS_FIELD_NUMBER: _ClassVar[int]
     open: RunOpen
     append: RunAppend
     finish: RunFinish
     hibernate: RunHibernate
     fail: RunFail
-    def __init__(self, open: _Optional[_Union[RunOpen, _Mapping]] = ..., append: _Optional[_Union[RunAppend, _Mapping]] = ..., finish: _Optional[_Union[RunFinish, _Mapping]] = ..., hibernate: _Optional[_Union[RunHibernate, _Mapping]] = ..., fail: _Optional[_Union[RunFail, _Mapping]] = ...) -> None: ...
+    tool_results: ToolResults
+    def __init__(self, open: _Optional[_Union[RunOpen, _Mapping]] = ..., append: _Optional[_Union[RunAppend, _Mapping]] = ..., finish: _Optional[_Union[RunFinish, _Mapping]] = ..., hibernate: _Optional[_Union[RunHibernate, _Mapping]] = ..., fail: _Optional[_Union[RunFail, _Mapping]] = ..., tool_results: _Optional[_Union[ToolResults, _Mapping]] = ...) -> None: ...
 
 class RunOpen(_message.Message):
-    __slots__ = ("session_id", "agent_id", "input", "resume", "engine", "checkpoint", "request_id", "history_limit")
+    __slots__ = ("session_id", "agent_id", "input", "resume", "engine", "checkpoint", "request_id", "history_limit", "tools", "model")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     INPUT_FIELD_NUMBER: _ClassVar[int]
@@ -98,6 +103,8 @@ class RunOpen(_message.Message):
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     HISTORY_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    TOOLS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     agent_id: str
     input: _content_pb2.Message
@@ -106,19 +113,53 @@ class RunOpen(_message.Message):
     checkpoint: _turn_pb2.CheckpointPolicy
     request_id: str
     history_limit: int
-    def __init__(self, session_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., input: _Optional[_Union[_content_pb2.Message, _Mapping]] = ..., resume: _Optional[bool] = ..., engine: _Optional[str] = ..., checkpoint: _Optional[_Union[_turn_pb2.CheckpointPolicy, str]] = ..., request_id: _Optional[str] = ..., history_limit: _Optional[int] = ...) -> None: ...
+    tools: _containers.RepeatedCompositeFieldContainer[ToolSpec]
+    model: str
+    def __init__(self, session_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., input: _Optional[_Union[_content_pb2.Message, _Mapping]] = ..., resume: _Optional[bool] = ..., engine: _Optional[str] = ..., checkpoint: _Optional[_Union[_turn_pb2.CheckpointPolicy, str]] = ..., request_id: _Optional[str] = ..., history_limit: _Optional[int] = ..., tools: _Optional[_Iterable[_Union[ToolSpec, _Mapping]]] = ..., model: _Optional[str] = ...) -> None: ...
+
+class ToolSpec(_message.Message):
+    __slots__ = ("name", "description", "input_schema_json", "requires_review", "review_ttl", "review_default_action")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    INPUT_SCHEMA_JSON_FIELD_NUMBER: _ClassVar[int]
+    REQUIRES_REVIEW_FIELD_NUMBER: _ClassVar[int]
+    REVIEW_TTL_FIELD_NUMBER: _ClassVar[int]
+    REVIEW_DEFAULT_ACTION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    description: str
+    input_schema_json: str
+    requires_review: bool
+    review_ttl: _duration_pb2.Duration
+    review_default_action: _turn_pb2.ReviewAction
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., input_schema_json: _Optional[str] = ..., requires_review: _Optional[bool] = ..., review_ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., review_default_action: _Optional[_Union[_turn_pb2.ReviewAction, str]] = ...) -> None: ...
+
+class ToolResults(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[_content_pb2.ToolResultBlock]
+    def __init__(self, results: _Optional[_Iterable[_Union[_content_pb2.ToolResultBlock, _Mapping]]] = ...) -> None: ...
 
 class TurnUpdate(_message.Message):
-    __slots__ = ("messages", "state_json", "events", "usage")
+    __slots__ = ("messages", "state_json", "events", "usage", "redactions")
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
     STATE_JSON_FIELD_NUMBER: _ClassVar[int]
     EVENTS_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
+    REDACTIONS_FIELD_NUMBER: _ClassVar[int]
     messages: _containers.RepeatedCompositeFieldContainer[_content_pb2.Message]
     state_json: str
     events: _containers.RepeatedCompositeFieldContainer[_turn_pb2.TurnEvent]
     usage: _session_pb2.Usage
-    def __init__(self, messages: _Optional[_Iterable[_Union[_content_pb2.Message, _Mapping]]] = ..., state_json: _Optional[str] = ..., events: _Optional[_Iterable[_Union[_turn_pb2.TurnEvent, _Mapping]]] = ..., usage: _Optional[_Union[_session_pb2.Usage, _Mapping]] = ...) -> None: ...
+    redactions: _containers.RepeatedCompositeFieldContainer[Redaction]
+    def __init__(self, messages: _Optional[_Iterable[_Union[_content_pb2.Message, _Mapping]]] = ..., state_json: _Optional[str] = ..., events: _Optional[_Iterable[_Union[_turn_pb2.TurnEvent, _Mapping]]] = ..., usage: _Optional[_Union[_session_pb2.Usage, _Mapping]] = ..., redactions: _Optional[_Iterable[_Union[Redaction, _Mapping]]] = ...) -> None: ...
+
+class Redaction(_message.Message):
+    __slots__ = ("index", "message")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    message: _content_pb2.Message
+    def __init__(self, index: _Optional[int] = ..., message: _Optional[_Union[_content_pb2.Message, _Mapping]] = ...) -> None: ...
 
 class RunAppend(_message.Message):
     __slots__ = ("update",)
@@ -149,16 +190,32 @@ class RunFail(_message.Message):
     def __init__(self, error_message: _Optional[str] = ...) -> None: ...
 
 class RunResponse(_message.Message):
-    __slots__ = ("started", "history", "appended", "ended")
+    __slots__ = ("started", "history", "appended", "ended", "delta", "tool_calls")
     STARTED_FIELD_NUMBER: _ClassVar[int]
     HISTORY_FIELD_NUMBER: _ClassVar[int]
     APPENDED_FIELD_NUMBER: _ClassVar[int]
     ENDED_FIELD_NUMBER: _ClassVar[int]
+    DELTA_FIELD_NUMBER: _ClassVar[int]
+    TOOL_CALLS_FIELD_NUMBER: _ClassVar[int]
     started: RunStarted
     history: HistoryChunk
     appended: RunAppended
     ended: RunEnded
-    def __init__(self, started: _Optional[_Union[RunStarted, _Mapping]] = ..., history: _Optional[_Union[HistoryChunk, _Mapping]] = ..., appended: _Optional[_Union[RunAppended, _Mapping]] = ..., ended: _Optional[_Union[RunEnded, _Mapping]] = ...) -> None: ...
+    delta: TextDelta
+    tool_calls: ToolCalls
+    def __init__(self, started: _Optional[_Union[RunStarted, _Mapping]] = ..., history: _Optional[_Union[HistoryChunk, _Mapping]] = ..., appended: _Optional[_Union[RunAppended, _Mapping]] = ..., ended: _Optional[_Union[RunEnded, _Mapping]] = ..., delta: _Optional[_Union[TextDelta, _Mapping]] = ..., tool_calls: _Optional[_Union[ToolCalls, _Mapping]] = ...) -> None: ...
+
+class TextDelta(_message.Message):
+    __slots__ = ("text",)
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    def __init__(self, text: _Optional[str] = ...) -> None: ...
+
+class ToolCalls(_message.Message):
+    __slots__ = ("calls",)
+    CALLS_FIELD_NUMBER: _ClassVar[int]
+    calls: _containers.RepeatedCompositeFieldContainer[_content_pb2.ToolUseBlock]
+    def __init__(self, calls: _Optional[_Iterable[_Union[_content_pb2.ToolUseBlock, _Mapping]]] = ...) -> None: ...
 
 class RunStarted(_message.Message):
     __slots__ = ("session", "turn", "agent_state_json", "snapshot", "reviews", "history_message_count", "input")
@@ -201,20 +258,22 @@ class RunEnded(_message.Message):
     def __init__(self, session: _Optional[_Union[_session_pb2.Session, _Mapping]] = ..., turn: _Optional[_Union[_turn_pb2.Turn, _Mapping]] = ...) -> None: ...
 
 class ChatRequest(_message.Message):
-    __slots__ = ("session_id", "agent_id", "text", "engine", "checkpoint", "request_id")
+    __slots__ = ("session_id", "agent_id", "text", "engine", "checkpoint", "request_id", "model")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     ENGINE_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     agent_id: str
     text: str
     engine: str
     checkpoint: _turn_pb2.CheckpointPolicy
     request_id: str
-    def __init__(self, session_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., text: _Optional[str] = ..., engine: _Optional[str] = ..., checkpoint: _Optional[_Union[_turn_pb2.CheckpointPolicy, str]] = ..., request_id: _Optional[str] = ...) -> None: ...
+    model: str
+    def __init__(self, session_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., text: _Optional[str] = ..., engine: _Optional[str] = ..., checkpoint: _Optional[_Union[_turn_pb2.CheckpointPolicy, str]] = ..., request_id: _Optional[str] = ..., model: _Optional[str] = ...) -> None: ...
 
 class ChatResponse(_message.Message):
     __slots__ = ("text", "session", "turn", "messages")

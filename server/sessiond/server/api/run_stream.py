@@ -174,11 +174,16 @@ class RunHandler:
         events = convert.events_from_pb(
             list(update.events), now, limits.max_events_per_update, limits.max_event_bytes
         )
+        redactions = tuple(
+            (item.index, message_to_dict(item.message, field="update.redactions.message"))
+            for item in update.redactions
+        )
         return TurnUpdate(
             messages=messages,
             state=state,
             events=events,
             usage=convert.usage_from_pb(update.usage),
+            redactions=redactions,
         )
 
     async def _step(self, active: ActiveTurn, request: pb.RunRequest) -> pb.RunResponse:

@@ -105,6 +105,9 @@ class Agent(Model):
     )
     created_at: datetime
     updated_at: datetime
+    #: Redactions of messages already moved into (immutable) history packs,
+    #: by index; applied when the history is read.
+    redactions: dict[int, dict[str, Any]] = Field(default_factory=dict)
 
 
 class StoredMessage(Model):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import Any
 
 from sessiond.errors import (
     CommitUnknown,
@@ -206,9 +207,10 @@ class SessionRepository:
         return turns
 
     async def messages(self, keys: TenantKeys, head: Head, agent_id: str) -> list[StoredMessage]:
-        """An agent's whole history, oldest first."""
+        """An agent's whole history, oldest first (redactions applied)."""
         turns = await self.turns(keys, head)
-        return messages_of(turns, agent_id)
+        agent = head.agents.get(agent_id)
+        return messages_of(turns, agent_id, agent.redactions if agent else None)
 
     # -- Strands files ---------------------------------------------------------
 
@@ -276,8 +278,23 @@ class SessionRepository:
         await asyncio.gather(*(self.store.delete(key) for key in keys), return_exceptions=True)
 
 
-def messages_of(turns: Sequence[Turn], agent_id: str) -> list[StoredMessage]:
-    """The messages of one agent across turns, in index order."""
+def messages_of(
+    turns: Sequence[Turn],
+    agent_id: str,
+    redactions: dict[int, dict[str, Any]] | None = None,
+) -> list[StoredMessage]:
+    """The messages of one agent across turns, in index order.
+
+    ``redactions`` (the agent's overlay for messages in packs) replaces their
+    ``redact_message``.
+    """
     found = [m for turn in turns for m in turn.messages if m.agent_id == agent_id]
     found.sort(key=lambda m: m.index)
+    if redactions:
+        found = [
+            m.model_copy(update={"redact_message": redactions[m.index]})
+            if m.index in redactions
+            else m
+            for m in found
+        ]
     return found

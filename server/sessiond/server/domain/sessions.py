@@ -32,7 +32,7 @@ from sessiond.server.domain.records import (
     Tombstone,
     Turn,
 )
-from sessiond.server.domain.repository import HeadChanged, messages_of, store_errors
+from sessiond.server.domain.repository import HeadChanged, store_errors
 from sessiond.server.domain.validation import (
     check_id,
     check_labels,
@@ -323,7 +323,7 @@ class SessionLifecycle:
         aid = check_optional_id(agent_id, field="agent_id") or head.agent_id
         if aid not in head.agents:
             raise InvalidArgument("the session has no such agent", field="agent_id", agent_id=aid)
-        return head, messages_of(await self._ctx.repo.turns(keys, head), aid)
+        return head, await self._ctx.repo.messages(keys, head, aid)
 
     async def turns(self, keys: TenantKeys, session_id: str) -> tuple[Head, list[Turn]]:
         """A session's head and every turn, oldest first."""

@@ -24,7 +24,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sessiond.errors import (
@@ -57,7 +57,6 @@ from sessiond.server.domain.repository import (
     ForeignMessage,
     HeadChanged,
     SessionRepository,
-    messages_of,
     store_errors,
 )
 from sessiond.server.storage.port import CREATE, OVERWRITE
@@ -73,6 +72,8 @@ class TurnUpdate:
     state: dict[str, Any] | None = None
     events: tuple[Event, ...] = ()
     usage: Usage | None = None
+    #: (index, redacted message) pairs for earlier messages of the agent.
+    redactions: tuple[tuple[int, dict[str, Any]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -228,8 +229,7 @@ class ActiveTurn:
 
     async def history(self, *, limit: int = 0) -> list[StoredMessage]:
         """The agent's history as committed (the last ``limit`` messages when > 0)."""
-        turns = await self._deps.repo.turns(self.keys, self.head)
-        messages = messages_of(turns, self.agent_id)
+        messages = await self._deps.repo.messages(self.keys, self.head, self.agent_id)
         return messages[-limit:] if limit > 0 else messages
 
     async def snapshot(self) -> tuple[bytes, str] | None:
@@ -330,6 +330,7 @@ class ActiveTurn:
                     data={"first": appended[0].index, "count": len(appended)},
                 )
             )
+        redaction_writes = await self._apply_redactions(head, agent.agent_id, update, now)
         state_changed = update.state is not None and update.state != agent.state
         if state_changed:
             agent.state = dict(update.state or {})
@@ -403,9 +404,12 @@ class ActiveTurn:
             for key, pack in compaction.writes:
                 writes.append(self._write_pack(pack, key, sizes))
         index_task = sync_listing(deps.index, self.keys, head, now, enabled=end is not None)
+        writes.extend(redaction_writes)
         # 2. Write every new object in parallel.
         results = await asyncio.gather(*writes, index_task, return_exceptions=True)
-        written = [r for r in results[:-1] if not isinstance(r, BaseException)]
+        # Redaction rewrites return None: they replace committed files, so a
+        # failed commit must not delete them.
+        written = [r for r in results[:-1] if isinstance(r, tuple)]
         failures = [r for r in results[:-1] if isinstance(r, BaseException)]
         if failures:
             await deps.repo.delete_own(written)
@@ -455,6 +459,49 @@ class ActiveTurn:
         return TurnOutcome(
             head=head.model_copy(deep=True), turn=turn.model_copy(deep=True), appended=appended
         )
+
+    async def _apply_redactions(
+        self, head: Head, agent_id: str, update: TurnUpdate, now: datetime
+    ) -> list[Awaitable[None]]:
+        """Records redactions in ``head`` and returns the Strands file rewrites.
+
+        A message still in the head's tail is changed in place; one already in
+        an immutable pack gets an entry in the agent's redaction overlay.
+        """
+        if not update.redactions:
+            return []
+        agent = head.agents[agent_id]
+        in_tail = {m.index: m for t in head.tail for m in t.messages if m.agent_id == agent_id}
+        older: dict[int, StoredMessage] = {}
+        if any(index not in in_tail for index, _ in update.redactions):
+            older = {m.index: m for m in await self.history()}
+        rewrites: list[Awaitable[None]] = []
+        for index, redacted in update.redactions:
+            check_message(redacted, self._deps.limits, field="update.redactions.message")
+            record = in_tail.get(index) or older.get(index)
+            if record is None:
+                raise InvalidArgument(
+                    "a redaction names a message that does not exist",
+                    field="update.redactions.index",
+                    index=index,
+                )
+            if index in in_tail:
+                record.redact_message = redacted
+                record.updated_at = now
+                stored = record
+            else:
+                agent.redactions[index] = redacted
+                stored = record.model_copy(update={"redact_message": redacted, "updated_at": now})
+            head.tail[-1].events.append(
+                Event(time=now, type="messages.redacted", data={"index": index})
+            )
+            rewrites.append(self._rewrite_message(stored))
+        return rewrites
+
+    async def _rewrite_message(self, record: StoredMessage) -> None:
+        body = strands.message_file(record, epoch=self.epoch, run_id=self.run_id)
+        key = self.keys.message(self.session_id, record.agent_id, record.index)
+        await self._deps.repo.put(key, body, mode=OVERWRITE)
 
     async def _write_pack(self, pack: Pack, key: str, sizes: dict[str, int]) -> tuple[str, str]:
         etag, sizes[key] = await self._deps.repo.write_pack(pack, key)
