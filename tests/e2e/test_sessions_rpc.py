@@ -160,3 +160,17 @@ async def test_delete_removes_every_object(served) -> None:
     assert listed == ["kept"]
     # The id can be used again.
     assert (await client.start("doomed")).created
+
+
+async def test_list_counts_catch_up_after_plain_turns(served) -> None:
+    client = served.client
+    await client.start("counting")
+    await client.chat("counting", "one")  # NEW -> FINISHED: written to the index at once
+    listed = (await client.list()).sessions[0]
+    assert (listed.message_count, listed.turn_count) == (2, 1)
+    await client.chat("counting", "two")  # FINISHED -> FINISHED: refreshed a moment later
+    await client.chat("counting", "three")
+    await served.server.context.refresher.flush()
+    listed = (await client.list()).sessions[0]
+    assert (listed.message_count, listed.turn_count) == (6, 3)
+    assert listed.usage.total_tokens == (await client.get("counting")).usage.total_tokens

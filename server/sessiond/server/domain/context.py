@@ -47,6 +47,11 @@ class BackgroundTasks:
 
     def __init__(self) -> None:
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._drain_hooks: list[Any] = []
+
+    def on_drain(self, hook: Any) -> None:
+        """Registers a coroutine function to await first when draining (flushes)."""
+        self._drain_hooks.append(hook)
 
     def spawn(self, awaitable: Awaitable[Any]) -> None:
         """Runs ``awaitable`` in the background, logging (not raising) failures."""
@@ -63,6 +68,11 @@ class BackgroundTasks:
 
     async def drain(self, seconds: float) -> None:
         """Waits up to ``seconds`` for background work to finish."""
+        for hook in self._drain_hooks:
+            try:
+                await asyncio.wait_for(hook(), timeout=seconds)
+            except Exception:
+                log.warning("a drain hook failed", exc_info=True)
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=seconds)
 
@@ -109,6 +119,19 @@ class ServiceContext:
     active_turns: ActiveTurns = field(default_factory=ActiveTurns)
     #: The Adoption service (set by the composition root; adopts Strands appends).
     adoption: Any = None
+    #: Keeps List's counts fresh after commits that wrote no index entry.
+    refresher: Any = None
+
+    def __post_init__(self) -> None:
+        if self.refresher is None:
+            from sessiond.server.domain.index import IndexRefresher
+
+            self.refresher = IndexRefresher(self.index)
+        self.background.on_drain(self.refresher.close)
+
+    def _committed(self, keys: Any, head: Any, now: Any, wrote_index: bool) -> None:
+        if not wrote_index:
+            self.refresher.mark(keys, head, now)
 
     def turn_deps(self) -> TurnDeps:
         """The subset an active turn needs."""
@@ -123,4 +146,5 @@ class ServiceContext:
             background=self.background.spawn,
             registry=self.active_turns,
             adopt_appended=self.adoption.appended if self.adoption is not None else None,
+            on_committed=self._committed,
         )

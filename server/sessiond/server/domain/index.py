@@ -259,6 +259,77 @@ class TenantIndex:
         return decode(Inbox, body, session_id=None, what="inbox")
 
 
+class IndexRefresher:
+    """Keeps the counts shown by List fresh without an index write per turn.
+
+    A commit that changes no listed field (a plain turn on a FINISHED session)
+    writes no index entry. It marks the session here instead; a moment later
+    one compare-and-swap per touched segment writes the newest entries of all
+    marked sessions. Losing marks in a crash only delays the counts until the
+    session's next commit.
+    """
+
+    def __init__(self, index: TenantIndex, *, delay: float = 2.0) -> None:
+        self._index = index
+        self._delay = delay
+        self._pending: dict[tuple[str, int], dict[str, IndexEntry]] = {}
+        self._flusher: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+
+    def mark(self, keys: TenantKeys, head: Head, now: datetime) -> None:
+        """Queues the session's current entry for the next flush."""
+        if head.index_segment is None:
+            return
+        self._pending.setdefault((keys.tenant, head.index_segment), {})[head.session_id] = (
+            index_entry(head, now)
+        )
+        if self._flusher is None or self._flusher.done():
+            self._wake = asyncio.Event()
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_later())
+
+    async def _flush_later(self) -> None:
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout=self._delay)
+        except TimeoutError:
+            pass
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Writes every queued entry now (one CAS per segment)."""
+        pending, self._pending = self._pending, {}
+        for (tenant, number), entries in pending.items():
+
+            def change(segment: IndexSegment, entries: dict[str, IndexEntry] = entries) -> bool:
+                changed = False
+                for sid, entry in entries.items():
+                    old = segment.entries.get(sid)
+                    if old is None or (
+                        old.incarnation == entry.incarnation and old.revision < entry.revision
+                    ):
+                        segment.entries[sid] = entry
+                        changed = True
+                return changed
+
+            keys = TenantKeys(tenant)
+            try:
+                await self._index._update(
+                    keys.index_segment(number),
+                    IndexSegment,
+                    lambda number=number: IndexSegment(number=number),
+                    change,
+                )
+            except Exception:  # counts stay stale until the next commit
+                continue
+
+    async def close(self) -> None:
+        """Flushes what is queued (called at shutdown)."""
+        self._wake.set()
+        if self._flusher is not None:
+            await asyncio.gather(self._flusher, return_exceptions=True)
+        if self._pending:
+            await self.flush()
+
+
 def _segment_number(key: str) -> int:
     return int(key.rsplit("seg_", 1)[1].split(".")[0])
 

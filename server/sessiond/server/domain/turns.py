@@ -109,6 +109,8 @@ class TurnDeps:
     #: Reads messages a Strands writer appended: (keys, head, agent_id, start)
     #: -> (messages, agent from agent.json or None).
     adopt_appended: Callable[..., Awaitable[tuple[list[StoredMessage], Any]]] | None = None
+    #: Called after each ending commit with (keys, head, now, index_written).
+    on_committed: Callable[[TenantKeys, Head, datetime, bool], None] | None = None
 
 
 _END_STATUS = {
@@ -429,6 +431,7 @@ class ActiveTurn:
         stamps = results[-1]
         if isinstance(stamps, tuple):
             head.index_stamp, head.inbox_stamp = stamps
+        self._previous_index_stamp = self.head.index_stamp
         # 3. Commit: one compare-and-swap of the head.
         try:
             self._etag = await deps.repo.replace_head(self.keys, head, self._etag)
@@ -445,6 +448,9 @@ class ActiveTurn:
         self.head = head
         self._last_turn = turn
         self._pending_input = None
+        if end is not None and deps.on_committed is not None:
+            wrote_index = head.index_stamp != self._previous_index_stamp
+            deps.on_committed(self.keys, head, now, wrote_index)
         if end is not None:
             self._mark_closed()
             # 4. After the commit: Strands' agent.json, superseded packs.
