@@ -174,3 +174,13 @@ async def test_list_counts_catch_up_after_plain_turns(served) -> None:
     listed = (await client.list()).sessions[0]
     assert (listed.message_count, listed.turn_count) == (6, 3)
     assert listed.usage.total_tokens == (await client.get("counting")).usage.total_tokens
+
+
+async def test_a_deleted_session_stays_out_of_the_list(served) -> None:
+    client = served.client
+    await client.start("brief")
+    await client.chat("brief", "one")
+    await client.chat("brief", "two")  # queued for a count refresh
+    await client.delete("brief")
+    await served.server.context.refresher.flush()
+    assert [s.session_id for s in (await client.list()).sessions] == []

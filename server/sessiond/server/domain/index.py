@@ -303,8 +303,12 @@ class IndexRefresher:
                 changed = False
                 for sid, entry in entries.items():
                     old = segment.entries.get(sid)
-                    if old is None or (
-                        old.incarnation == entry.incarnation and old.revision < entry.revision
+                    # Only refresh entries that exist: a session deleted (or
+                    # re-created) since it was marked must not come back.
+                    if (
+                        old is not None
+                        and old.incarnation == entry.incarnation
+                        and old.revision < entry.revision
                     ):
                         segment.entries[sid] = entry
                         changed = True
