@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import grpc
 import pytest
 from google.rpc import error_details_pb2
@@ -114,14 +116,17 @@ async def test_oversize_message_is_refused_before_any_storage_call(serve) -> Non
             pass
     assert sum(store.request_counts.values()) == 0
     # Inside a running turn, an oversize append ends the stream with the
-    # error and the turn as ERROR; nothing of the refused append is stored.
+    # error and the turn as ERROR; nothing unacknowledged is stored (the
+    # input is kept in the turn's failure event only).
     with pytest.raises(MessageTooLarge):
         async with served.client.run("big", "small") as turn:
             await turn.append([text_message("assistant", "z" * 5000)])
     session = await served.client.get("big")
     assert session.status == session_pb2.SESSION_STATUS_ERROR
-    texts = [m.message.content[0].text for m in await served.client.all_messages("big")]
-    assert texts == ["small"]
+    assert await served.client.all_messages("big") == []
+    replay = await served.client.replay("big")
+    failed = [e for e in replay.turns[0].events if e.type == "failed"]
+    assert json.loads(failed[0].data_json)["unrecorded_input"]["content"] == [{"text": "small"}]
 
 
 async def test_malformed_content_is_refused(counted) -> None:

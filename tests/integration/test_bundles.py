@@ -596,14 +596,17 @@ async def test_retried_import_after_a_crash_completes() -> None:
         bundle, _, _ = await export(client, include_archived=True)
         for sid in SESSIONS:
             await client.delete(sid)
-        # Crash 1: the head of the third session cannot be written.
-        store.hooks.append(FailNext("put", "session_c-waiting/sessiond/head.json"))
+        # Crash 1: the head of the third session cannot be written (the
+        # store keeps failing longer than sessiond retries).
+        store.hooks.append(FailNext("put", "session_c-waiting/sessiond/head.json", times=100))
         with pytest.raises(Exception, match="unavailable"):
             await client.import_bundle(pieces(bundle))
+        store.hooks.clear()
         # Crash 2: the head of c is written, its listing entry is not.
-        store.hooks.append(FailNext("put", "sessiond/index/sessions/"))
+        store.hooks.append(FailNext("put", "sessiond/index/sessions/", times=100))
         with pytest.raises(Exception, match="unavailable"):
             await client.import_bundle(pieces(bundle))
+        store.hooks.clear()
         response = await client.import_bundle(pieces(bundle))
         assert sorted(response.imported_session_ids) == sorted(SESSIONS)
         assert await observe(client, SESSIONS) == before

@@ -145,14 +145,15 @@ async def test_fenced_writer_cleans_its_own_leftover_when_nobody_overwrote_it() 
     await pause.reached.wait()
     clock.advance(TTL + 1)
     b = await domain.turns.open(KEYS, OpenRequest(session_id="s", input=user("B in")))
-    await b.fail("RUNTIME_FAILED", "gave up")  # B records its input, then fails
+    await b.append(TurnUpdate(messages=(assistant("B1"),)))  # B's input and B1
+    await b.fail("RUNTIME_FAILED", "gave up")
     pause.release.set()
     with pytest.raises(SessionFenced):
         await paused
     # A wrote message_0 and message_1 before its commit stalled; B's takeover
-    # removed them and wrote its own message_0, which A's cleanup must spare.
-    assert await visible_texts(store, clock) == ["B in"]
-    assert strands_texts(store) == ["B in"]
+    # removed them and wrote its own, which A's cleanup must spare.
+    assert await visible_texts(store, clock) == ["B in", "B1"]
+    assert strands_texts(store) == ["B in", "B1"]
 
 
 async def test_paused_renewal_loses_the_lease_and_later_writes_are_rejected() -> None:

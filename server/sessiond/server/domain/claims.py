@@ -125,6 +125,9 @@ async def claim(
         head.updated_at = now
         try:
             new_etag = await repo.replace_head(keys, head, etag)
+            if new_etag is None:
+                # Our claim applied but was already overwritten: re-read.
+                raise HeadChanged()
         except HeadChanged:
             on_conflict()
             fresh = True

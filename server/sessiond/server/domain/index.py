@@ -29,6 +29,7 @@ import random
 from collections.abc import Callable
 from datetime import datetime
 
+from sessiond.errors import CommitUnknown, ConcurrentModification, StoreUnavailableError
 from sessiond.server.domain.codec import decode, encode
 from sessiond.server.domain.keys import TenantKeys
 from sessiond.server.domain.records import (
@@ -39,7 +40,7 @@ from sessiond.server.domain.records import (
     IndexSegment,
     Status,
 )
-from sessiond.server.domain.repository import store_errors
+from sessiond.server.domain.repository import retrying, store_errors
 from sessiond.server.storage.port import (
     CREATE,
     AlreadyExists,
@@ -50,6 +51,7 @@ from sessiond.server.storage.port import (
 )
 
 SEGMENT_CAPACITY = 256
+_TRANSIENT = (StoreUnavailableError, CommitUnknown)
 CAS_ATTEMPTS = 12
 
 
@@ -113,11 +115,20 @@ class TenantIndex:
     # -- generic compare-and-swap on a tenant document ----------------------
 
     async def _update(self, key: str, cls: type, empty: Callable[[], object], change) -> bool:
-        """Applies ``change(doc) -> bool`` with CAS retries; True when written."""
+        """Applies ``change(doc) -> bool`` with CAS retries.
+
+        Returns:
+            True when written, False when ``change`` found nothing to do.
+
+        Raises:
+            StoreUnavailableError / CommitUnknown: The store kept failing.
+            ConcurrentModification: Other writers kept winning the CAS.
+        """
+        last: Exception | None = None
         for attempt in range(CAS_ATTEMPTS):
             try:
                 with store_errors():
-                    current = await self._store.get(key)
+                    current = await retrying(lambda: self._store.get(key))
                 document = decode(cls, current.body, session_id=None, what="index")
                 mode = Update(current.meta.etag)
             except NotFound:
@@ -128,10 +139,20 @@ class TenantIndex:
                 with store_errors():
                     await self._store.put(key, encode(document), mode=mode)
                 return True
-            except (AlreadyExists, PreconditionFailed, NotFound):
-                # Another commit updated the document first: back off, re-read.
+            except (
+                AlreadyExists,
+                PreconditionFailed,
+                NotFound,
+                StoreUnavailableError,
+                CommitUnknown,
+            ) as exc:
+                # Another commit updated the document first, or the store
+                # hiccuped (an upsert is safe to redo): back off, re-read.
+                last = exc
                 await asyncio.sleep(random.uniform(0, 0.005 * (attempt + 1)))
-        return False
+        if isinstance(last, StoreUnavailableError | CommitUnknown):
+            raise last
+        raise ConcurrentModification("the listing index kept changing; try again")
 
     # -- segments ------------------------------------------------------------
 

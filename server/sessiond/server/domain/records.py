@@ -268,6 +268,11 @@ class Head(Model):
     index_stamp: str | None = None
     inbox_stamp: str | None = None
     deleted: bool = False
+    #: A random id of the write that produced this head, and those of the
+    #: last few writes: a writer whose response was lost finds out from them
+    #: whether its write applied.
+    commit_id: str = ""
+    recent_commits: list[str] = Field(default_factory=list)
 
     @property
     def message_count(self) -> int:

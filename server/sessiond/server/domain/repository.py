@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
+import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from sessiond.errors import (
     CommitUnknown,
@@ -37,9 +39,36 @@ from sessiond.server.storage.port import (
     Update,
 )
 
+T = TypeVar("T")
+
+TRANSIENT_ATTEMPTS = 4
+RECENT_COMMITS = 16
+
 
 class HeadChanged(Exception):
     """A head CAS lost: the head is not the one this writer read (internal)."""
+
+
+async def backoff(attempt: int) -> None:
+    """Sleeps before retry ``attempt`` (exponential, jittered, a few ms to ~100 ms)."""
+    await asyncio.sleep(random.uniform(0, 0.01 * 2**attempt))
+
+
+async def retrying(call: Callable[[], Awaitable[T]]) -> T:
+    """Runs a request that did not apply when it raised ``StoreUnavailable``, retrying it.
+
+    Adapters already retry on the wire; this second layer covers stores
+    whose failures surface as ``StoreUnavailable`` at once (and rides out a
+    longer blip). Raises the last ``StoreUnavailable``.
+    """
+    for attempt in range(TRANSIENT_ATTEMPTS):
+        try:
+            return await call()
+        except StoreUnavailable:
+            if attempt == TRANSIENT_ATTEMPTS - 1:
+                raise
+            await backoff(attempt)
+    raise AssertionError("unreachable")
 
 
 class ForeignMessage(Exception):
@@ -116,7 +145,9 @@ class SessionRepository:
         cached_etag = self._heads.etag(cache_key)
         try:
             with store_errors():
-                result = await self.store.get(keys.head(session_id), if_none_match=cached_etag)
+                result = await retrying(
+                    lambda: self.store.get(keys.head(session_id), if_none_match=cached_etag)
+                )
         except NotModified:
             cached = self._heads.get(cache_key)
             if cached is not None:
@@ -145,27 +176,95 @@ class SessionRepository:
 
     async def create_head(self, keys: TenantKeys, head: Head) -> str:
         """Writes a new head create-only; raises the store's ``AlreadyExists``."""
+        self._stamp_commit(head)
         body = encode(head)
-        with store_errors():
-            meta = await self.store.put(keys.head(head.session_id), body, mode=CREATE)
-        self._heads.put((keys.tenant, head.session_id), meta.etag, head, len(body))
-        return meta.etag
+        key = keys.head(head.session_id)
+        for attempt in range(TRANSIENT_ATTEMPTS):
+            try:
+                meta = await self.store.put(key, body, mode=CREATE)
+            except StoreUnavailable:
+                await self._retry_or_raise(attempt)
+                continue
+            except (AmbiguousWrite, AlreadyExists) as exc:
+                current = await self._current_head(keys, head.session_id)
+                if current is not None and current[0].commit_id == head.commit_id:
+                    meta_etag = current[1]
+                    break
+                if isinstance(exc, AlreadyExists) or current is not None:
+                    raise AlreadyExists(key) from exc
+                continue  # the ambiguous create did not apply: try again
+            meta_etag = meta.etag
+            break
+        else:
+            raise CommitUnknown("the store did not confirm a write; retry with the same request_id")
+        self._heads.put((keys.tenant, head.session_id), meta_etag, head, len(body))
+        return meta_etag
 
-    async def replace_head(self, keys: TenantKeys, head: Head, etag: str) -> str:
-        """Compare-and-swaps the head; raises ``HeadChanged`` if another write came first."""
+    async def replace_head(self, keys: TenantKeys, head: Head, etag: str) -> str | None:
+        """Compare-and-swaps the head.
+
+        Returns:
+            The new ETag; or None when this write applied but another write
+            already followed it (the caller's copy is no longer current).
+
+        Raises:
+            HeadChanged: Another write came first; this one did not apply.
+            CommitUnknown: Whether it applied could not be determined.
+        """
+        previous_commit = head.commit_id
+        self._stamp_commit(head)
         body = encode(head)
+        key = keys.head(head.session_id)
         cache_key = (keys.tenant, head.session_id)
+        self._heads.discard(cache_key)
+        for attempt in range(TRANSIENT_ATTEMPTS):
+            try:
+                meta = await self.store.put(key, body, mode=Update(etag))
+            except StoreUnavailable:
+                await self._retry_or_raise(attempt)
+                continue
+            except (AmbiguousWrite, PreconditionFailed, NotFound) as exc:
+                # The adapter may have hidden a lost response behind a retry
+                # that then saw our own write: ask the head what happened.
+                current = await self._current_head(keys, head.session_id)
+                if current is None:
+                    raise HeadChanged() from exc
+                stored, stored_etag = current
+                if stored.commit_id == head.commit_id:
+                    self._heads.put(cache_key, stored_etag, head, len(body))
+                    return stored_etag
+                if head.commit_id in stored.recent_commits:
+                    return None
+                if isinstance(exc, AmbiguousWrite) and stored.commit_id == previous_commit:
+                    etag = stored_etag  # nothing changed: the write did not apply
+                    continue
+                raise HeadChanged() from exc
+            self._heads.put(cache_key, meta.etag, head, len(body))
+            return meta.etag
+        raise CommitUnknown("the store did not confirm a write; retry with the same request_id")
+
+    @staticmethod
+    def _stamp_commit(head: Head) -> None:
+        head.commit_id = uuid.uuid4().hex
+        head.recent_commits = [*head.recent_commits, head.commit_id][-RECENT_COMMITS:]
+
+    @staticmethod
+    async def _retry_or_raise(attempt: int) -> None:
+        if attempt == TRANSIENT_ATTEMPTS - 1:
+            raise StoreUnavailableError("the object store is unavailable; nothing was changed")
+        await backoff(attempt)
+
+    async def _current_head(self, keys: TenantKeys, session_id: str) -> tuple[Head, str] | None:
+        """The stored head (no cache), None if missing; CommitUnknown if unreadable."""
         try:
-            with store_errors():
-                meta = await self.store.put(keys.head(head.session_id), body, mode=Update(etag))
-        except (PreconditionFailed, NotFound) as exc:
-            self._heads.discard(cache_key)
-            raise HeadChanged() from exc
-        except CommitUnknown:
-            self._heads.discard(cache_key)
-            raise
-        self._heads.put(cache_key, meta.etag, head, len(body))
-        return meta.etag
+            result = await retrying(lambda: self.store.get(keys.head(session_id)))
+        except NotFound:
+            return None
+        except StoreUnavailable as exc:
+            raise CommitUnknown(
+                "the store did not confirm a write; retry with the same request_id"
+            ) from exc
+        return decode(Head, result.body, session_id=session_id, what="head"), result.meta.etag
 
     def forget(self, keys: TenantKeys, session_id: str) -> None:
         """Drops a session's cached head."""
@@ -180,7 +279,7 @@ class SessionRepository:
             return cached[1]
         try:
             with store_errors():
-                result = await self.store.get(ref.key)
+                result = await retrying(lambda: self.store.get(ref.key))
         except NotFound:
             raise CorruptObject(
                 "a history pack of this session is missing",
@@ -194,10 +293,9 @@ class SessionRepository:
     async def write_pack(self, pack: Pack, key: str) -> tuple[str, int]:
         """Writes a new pack create-only and caches it; returns its ETag and size."""
         body = encode(pack)
-        with store_errors():
-            meta = await self.store.put(key, body, mode=CREATE)
-        self._packs.put(key, meta.etag, pack, len(body))
-        return meta.etag, len(body)
+        _, etag = await self.put(key, body, mode=CREATE)
+        self._packs.put(key, etag, pack, len(body))
+        return etag, len(body)
 
     async def turns(self, keys: TenantKeys, head: Head) -> list[Turn]:
         """Every turn of the session, oldest first (packs in parallel, then the tail)."""
@@ -227,16 +325,18 @@ class SessionRepository:
         key = keys.message(session_id, record.agent_id, record.index)
         body = strands.message_file(record, epoch=epoch, run_id=run_id)
         fenced = SessionFenced("another runner took the session over", session_id=session_id)
-        for _ in range(3):
+        for _ in range(TRANSIENT_ATTEMPTS):
             try:
                 with store_errors():
-                    meta = await self.store.put(key, body, mode=CREATE)
+                    meta = await retrying(lambda: self.store.put(key, body, mode=CREATE))
                 return key, meta.etag
             except AlreadyExists:
                 pass
+            except CommitUnknown:
+                pass  # the create may have applied: the file tells us below
             try:
                 with store_errors():
-                    existing = await self.store.get(key)
+                    existing = await retrying(lambda: self.store.get(key))
             except NotFound:
                 continue  # its writer removed it meanwhile: create again
             document = strands.parse_message_file(existing.body)
@@ -247,19 +347,46 @@ class SessionRepository:
             same_epoch_other_run = their_epoch == epoch and (marker or {}).get("run_id") != run_id
             if their_epoch > epoch or same_epoch_other_run:
                 raise fenced
+            if their_epoch == epoch and existing.body == body:
+                return key, existing.meta.etag  # our own write, whose response was lost
             try:
                 with store_errors():
-                    meta = await self.store.put(key, body, mode=Update(existing.meta.etag))
-            except (PreconditionFailed, NotFound):
-                raise fenced from None
+                    update = Update(existing.meta.etag)
+                    meta = await retrying(
+                        lambda update=update: self.store.put(key, body, mode=update)
+                    )
+            except (PreconditionFailed, NotFound, CommitUnknown):
+                # The leftover changed or vanished meanwhile (its writer
+                # cleaning up): look again.
+                continue
             return key, meta.etag
         raise fenced
 
     async def put(self, key: str, body: bytes, *, mode: PutMode) -> tuple[str, str]:
-        """A plain write with storage errors mapped; returns the key and new ETag."""
-        with store_errors():
-            meta = await self.store.put(key, body, mode=mode)
-        return key, meta.etag
+        """A write with transient failures retried; returns the key and new ETag.
+
+        A create whose response was lost and whose retry then finds the key
+        present checks the stored bytes: identical bytes are its own write.
+        """
+        ambiguous = False
+        for attempt in range(TRANSIENT_ATTEMPTS):
+            try:
+                with store_errors():
+                    meta = await retrying(lambda: self.store.put(key, body, mode=mode))
+                return key, meta.etag
+            except CommitUnknown:
+                ambiguous = True
+                if attempt == TRANSIENT_ATTEMPTS - 1:
+                    raise
+            except AlreadyExists:
+                if not ambiguous:
+                    raise
+                with store_errors():
+                    existing = await retrying(lambda: self.store.get(key))
+                if existing.body != body:
+                    raise
+                return key, existing.meta.etag
+        raise AssertionError("unreachable")
 
     async def delete_own(self, written: Sequence[tuple[str, str]]) -> None:
         """Best-effort removal of this writer's uncommitted files.

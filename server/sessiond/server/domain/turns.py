@@ -211,7 +211,10 @@ class ActiveTurn:
                     assert head.lease is not None
                     head.lease.expires_at = self._deps.clock.now() + self._deps.lease_ttl
                     head.revision += 1
-                    self._etag = await self._deps.repo.replace_head(self.keys, head, self._etag)
+                    etag = await self._deps.repo.replace_head(self.keys, head, self._etag)
+                    if etag is None:
+                        raise HeadChanged()  # renewed, but already superseded
+                    self._etag = etag
                     self.head = head
             except HeadChanged:
                 self._mark_closed(fenced=True)
@@ -310,7 +313,10 @@ class ActiveTurn:
         head = self.head.model_copy(deep=True)
         turn = head.tail[-1]
         agent = head.agents[turn.agent_id]
-        incoming = ([self._pending_input] if self._pending_input else []) + list(update.messages)
+        # A turn that fails before its first commit never acknowledged its
+        # input: it goes into the failure event, not into the history.
+        record_input = self._pending_input is not None and end is not TurnStatus.ERROR
+        incoming = ([self._pending_input] if record_input else []) + list(update.messages)
         appended = []
         for message in incoming:
             record = StoredMessage(
@@ -379,7 +385,7 @@ class ActiveTurn:
                 Event(
                     time=now,
                     type=_END_EVENT[end],
-                    data={"code": error.code, "message": error.message} if error else {},
+                    data=self._end_data(error),
                 )
             )
             head.status = _END_STATUS[end]
@@ -434,7 +440,7 @@ class ActiveTurn:
         self._previous_index_stamp = self.head.index_stamp
         # 3. Commit: one compare-and-swap of the head.
         try:
-            self._etag = await deps.repo.replace_head(self.keys, head, self._etag)
+            etag = await deps.repo.replace_head(self.keys, head, self._etag)
         except HeadChanged:
             await deps.repo.delete_own(written)
             self._mark_closed(fenced=True)
@@ -448,6 +454,12 @@ class ActiveTurn:
         self.head = head
         self._last_turn = turn
         self._pending_input = None
+        if etag is None:
+            # Committed, but another write already followed ours (a lost
+            # response resolved late): this runner cannot write again.
+            self._mark_closed(fenced=end is None)
+        else:
+            self._etag = etag
         if end is not None and deps.on_committed is not None:
             wrote_index = head.index_stamp != self._previous_index_stamp
             deps.on_committed(self.keys, head, now, wrote_index)
@@ -465,6 +477,14 @@ class ActiveTurn:
         return TurnOutcome(
             head=head.model_copy(deep=True), turn=turn.model_copy(deep=True), appended=appended
         )
+
+    def _end_data(self, error: TurnError | None) -> dict[str, Any]:
+        if error is None:
+            return {}
+        data: dict[str, Any] = {"code": error.code, "message": error.message}
+        if self._pending_input is not None:
+            data["unrecorded_input"] = self._pending_input
+        return data
 
     async def _apply_redactions(
         self, head: Head, agent_id: str, update: TurnUpdate, now: datetime

@@ -46,6 +46,8 @@ TRANSIENT_HEAD_FIELDS = frozenset(
         "index_stamp",
         "inbox_stamp",
         "deleted",
+        "commit_id",
+        "recent_commits",
     }
 )
 #: Head fields a ``sessions.json`` entry carries (in the model's order).
