@@ -28,13 +28,15 @@ $(TOOLS_STAMP): tools/package.json tools/package-lock.json
 	cd tools && npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
-# Contract and code checks: buf STANDARD lint and format, committed stubs
-# match the protos, ruff.
+# Contract and code checks: buf STANDARD lint, format and breaking changes
+# against the released contract, committed stubs and API reference match the
+# protos, ruff.
 lint: $(STAMP) $(TOOLS_STAMP)
-	cd protos && ../tools/node_modules/.bin/buf lint && ../tools/node_modules/.bin/buf format --diff --exit-code
+	scripts/check_contract.sh
 	PYTHON=$(BIN)/python scripts/gen_protos.sh --check
-	$(BIN)/ruff check server client tests bench
-	$(BIN)/ruff format --check server client tests bench
+	$(BIN)/python scripts/gen_api_reference.py --check
+	$(BIN)/ruff check server client tests bench scripts
+	$(BIN)/ruff format --check server client tests bench scripts
 
 protos: $(STAMP)
 	PYTHON=$(BIN)/python scripts/gen_protos.sh
@@ -43,4 +45,4 @@ pytest: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) tools/node_modules .pytest_cache
+	rm -rf $(VENV) tools/node_modules .pytest_cache client/node/node_modules client/node/dist
