@@ -1,0 +1,215 @@
+"""The chart cannot drift from the server: what it sets is what ``sessiond serve`` reads.
+
+Every ``SESSIOND_*`` variable and ``--flag`` the chart renders (for every ci
+values file) must be a field of the server's ``Settings``, and the rendered
+environment and arguments, parsed by the real command line and settings
+code, must give valid settings that agree with the pod's ports. The value
+schema's bounds and choices must be the settings' own.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import typing
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import annotated_types
+import grpc
+import pytest
+from prometheus_client import CollectorRegistry, start_http_server
+from pydantic import SecretStr
+
+from sessiond.client.cli import build_parser
+from sessiond.server.ops.settings import DEVELOPMENT_TOKEN_SECRET, Settings, from_arguments
+from support.helm import (
+    CHART,
+    CI_VALUES,
+    load_values,
+    render,
+    server_container,
+    server_environment,
+    values_ids,
+)
+
+CI = {path.stem: path for path in CI_VALUES}
+ENV_NAMES = {f"SESSIOND_{name.upper()}": name for name in Settings.model_fields}
+SERVE_FLAGS = {"--" + name.replace("_", "-") for name in Settings.model_fields}
+POD_NAME = "rel-sessiond-7d9c8b6f5-x2k4p"
+
+#: values path -> the setting it feeds.
+VALUE_SETTINGS = {
+    ("store", "leaseTtlSeconds"): "lease_ttl_seconds",
+    ("store", "healthCheckIntervalSeconds"): "health_check_interval_seconds",
+    ("store", "indexSegmentCapacity"): "index_segment_capacity",
+    ("server", "tenant"): "tenant",
+    ("server", "logLevel"): "log_level",
+    ("server", "logFormat"): "log_format",
+    ("server", "shutdownDrainSeconds"): "shutdown_drain_seconds",
+    ("server", "shutdownGraceSeconds"): "shutdown_grace_seconds",
+    ("server", "maxMessageBytes"): "max_message_bytes",
+    ("server", "maxReceiveBytes"): "max_receive_bytes",
+    ("server", "maxConcurrentRpcs"): "max_concurrent_rpcs",
+    ("engines", "default"): "default_engine",
+}
+
+
+def served_settings(docs: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The settings ``sessiond serve`` would run with in the rendered pod."""
+    container = server_container(docs)
+    assert "command" not in container, "the image's ENTRYPOINT (sessiond) must run"
+    args = container["args"]
+    assert args[0] == "serve"
+    flags = [arg for arg in args[1:] if arg.startswith("--")]
+    assert set(flags) <= SERVE_FLAGS, f"flags the server lacks: {set(flags) - SERVE_FLAGS}"
+    for name in list(os.environ):
+        if name.startswith("SESSIOND_"):
+            monkeypatch.delenv(name)
+    for name, value in server_environment(docs).items():
+        if isinstance(value, dict):  # a reference, resolved by Kubernetes
+            if "fieldRef" in value:
+                assert value["fieldRef"]["fieldPath"] == "metadata.name"
+                value = POD_NAME
+            else:
+                ref = value["secretKeyRef"]
+                value = f"secret:{ref['name']}/{ref['key']}"
+        monkeypatch.setenv(name, value)
+    return from_arguments(build_parser().parse_args(args))
+
+
+def assert_bindable(settings: Settings) -> None:
+    """The listen addresses work the way the server uses them (on port 0 here)."""
+    host = settings.listen.rpartition(":")[0]
+    server = grpc.server(ThreadPoolExecutor(max_workers=1))
+    try:
+        assert server.add_insecure_port(f"{host}:0") > 0  # as app.Server.start binds it
+    finally:
+        server.stop(None)
+    if settings.metrics_listen:  # as main.serve starts the metrics endpoint
+        metrics_host = settings.metrics_listen.rpartition(":")[0]
+        httpd, thread = start_http_server(0, addr=metrics_host, registry=CollectorRegistry())
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(5)
+
+
+@pytest.mark.parametrize("name", values_ids())
+def test_chart_sets_only_settings_the_server_reads(newest, name: str) -> None:
+    environment = server_environment(newest[name])
+    ours = {key for key in environment if key.startswith("SESSIOND_")}
+    assert ours, "the chart configures nothing?"
+    assert ours <= set(ENV_NAMES), f"variables the server does not read: {ours - set(ENV_NAMES)}"
+
+
+@pytest.mark.parametrize("name", values_ids())
+def test_rendered_settings_load_and_match_the_pod(
+    newest, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docs = newest[name]
+    settings = served_settings(docs, monkeypatch)
+    container = server_container(docs)
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    assert settings.listen.rpartition(":")[2] == str(ports["grpc"])
+    assert settings.listen.rpartition(":")[0] in {"0.0.0.0", "[::]"}  # reachable by probes
+    if "metrics" in ports:
+        assert settings.metrics_listen.rpartition(":")[2] == str(ports["metrics"])
+    else:
+        assert settings.metrics_listen == ""  # off
+    assert settings.store.startswith("s3://")
+    assert settings.replica_id == POD_NAME
+    assert_bindable(settings)
+    secret = settings.page_token_secret.get_secret_value()
+    assert secret != DEVELOPMENT_TOKEN_SECRET and secret.startswith("secret:")
+    values = load_values(CI[name])
+    bucket = values.get("store", {}).get("bucket") or "sessiond-dev"
+    assert settings.store.removeprefix("s3://").split("/")[0] == bucket
+    if values.get("store", {}).get("endpoint"):
+        assert settings.s3_endpoint == values["store"]["endpoint"]
+
+
+def test_every_value_reaches_its_setting(helm_path: Path, monkeypatch) -> None:
+    distinct = {
+        ("store", "leaseTtlSeconds"): 123.5,
+        ("store", "healthCheckIntervalSeconds"): 7.25,
+        ("store", "indexSegmentCapacity"): 1000,
+        ("server", "tenant"): "tenant-9",
+        ("server", "logLevel"): "ERROR",
+        ("server", "logFormat"): "text",
+        ("server", "shutdownDrainSeconds"): 11,
+        ("server", "shutdownGraceSeconds"): 22.5,
+        ("server", "maxMessageBytes"): 4096,
+        ("server", "maxReceiveBytes"): 33554433,
+        ("server", "maxConcurrentRpcs"): 77,
+        ("engines", "default"): "engine-9",
+    }
+    assert set(distinct) == set(VALUE_SETTINGS)
+    values: dict[str, Any] = {
+        "store": {"bucket": "bkt", "prefix": "/a/b/", "region": "eu-north-1"},
+        "server": {"grpcPort": 6000, "listenHost": "[::]"},
+        "metrics": {"port": 6001},
+    }
+    for (section, key), value in distinct.items():
+        values.setdefault(section, {})[key] = value
+    settings = served_settings(render(values=values), monkeypatch)
+    for path, setting in VALUE_SETTINGS.items():
+        assert getattr(settings, setting) == distinct[path], setting
+    assert settings.store == "s3://bkt/a/b"
+    assert settings.s3_region == "eu-north-1" and settings.s3_endpoint is None
+    assert (settings.listen, settings.metrics_listen) == ("[::]:6000", ":::6001")
+    assert_bindable(settings)
+
+
+def test_schema_bounds_are_the_settings_bounds(schema) -> None:
+    bound_names = {
+        annotated_types.Gt: ("gt", "exclusiveMinimum"),
+        annotated_types.Ge: ("ge", "minimum"),
+        annotated_types.Lt: ("lt", "exclusiveMaximum"),
+        annotated_types.Le: ("le", "maximum"),
+    }
+    for (section, key), setting in VALUE_SETTINGS.items():
+        node = schema["properties"][section]["properties"][key]
+        field = Settings.model_fields[setting]
+        types = set(node["type"]) if isinstance(node["type"], list) else {node["type"]}
+        base = typing.get_args(field.annotation) or (field.annotation,)
+        if typing.get_origin(field.annotation) is typing.Literal:
+            assert node["enum"] == list(base), setting
+            continue
+        base = tuple(t for t in base if t is not type(None))
+        # null in the chart means "leave the server's default"
+        expected = {int: "integer", float: "number", str: "string"}[base[0]]
+        assert expected in types, setting
+        bounds = {}
+        for constraint in field.metadata:
+            attr, keyword = bound_names[type(constraint)]
+            bounds[keyword] = getattr(constraint, attr)
+        keywords = [keyword for _, keyword in bound_names.values()]
+        schema_bounds = {keyword: node[keyword] for keyword in keywords if keyword in node}
+        assert schema_bounds == bounds, setting
+
+
+def test_secret_settings_come_only_from_secrets(newest) -> None:
+    secret_settings = {
+        f"SESSIOND_{name.upper()}"
+        for name, field in Settings.model_fields.items()
+        if field.annotation is SecretStr
+    }
+    assert "SESSIOND_PAGE_TOKEN_SECRET" in secret_settings
+    for docs in newest.values():
+        environment = server_environment(docs)
+        for name in secret_settings & set(environment):
+            assert isinstance(environment[name], dict), f"{name} is inlined"
+            assert "secretKeyRef" in environment[name]
+
+
+def test_image_defaults_are_server_settings_and_chart_ports(newest) -> None:
+    dockerfile = (CHART.parents[1] / "Dockerfile").read_text()
+    final_stage = dockerfile.rsplit("\nFROM ", 1)[1]
+    image_env = dict(re.findall(r"\b(SESSIOND_[A-Z_]+)=(\S+)", final_stage))
+    assert set(image_env) <= set(ENV_NAMES)
+    exposed = {int(p) for p in re.search(r"^EXPOSE (.+)$", final_stage, re.M).group(1).split()}
+    default = server_container(newest["default-values"])
+    assert exposed == {port["containerPort"] for port in default["ports"]}
+    assert image_env["SESSIOND_LISTEN"].endswith(":50051")
+    assert image_env["SESSIOND_METRICS_LISTEN"].endswith(":9464")
