@@ -44,3 +44,61 @@ class ReplyModel(Model):
                 "metrics": {"latencyMs": 1},
             }
         }
+
+
+class ToolCallingModel(ReplyModel):
+    """Calls ``tool_name`` once with ``tool_input``, then answers with the tool's result."""
+
+    def __init__(self, tool_name: str, tool_input: dict[str, Any], *, delay: float = 0.0) -> None:
+        super().__init__()
+        self.tool_name = tool_name
+        self.tool_input = tool_input
+        self.delay = delay
+
+    async def stream(self, messages: list[Any], *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        """First a toolUse; once a toolResult is in the history, a text answer."""
+        import asyncio
+        import json
+
+        self.calls += 1
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        last = messages[-1]
+        results = [b["toolResult"] for b in last.get("content", []) if "toolResult" in b]
+        if results:
+            text = "".join(c.get("text", "") for c in results[0].get("content", []))
+            yield {"messageStart": {"role": "assistant"}}
+            yield {"contentBlockStart": {"start": {}}}
+            yield {"contentBlockDelta": {"delta": {"text": f"tool said: {text}"}}}
+            yield {"contentBlockStop": {}}
+            yield {"messageStop": {"stopReason": "end_turn"}}
+        else:
+            yield {"messageStart": {"role": "assistant"}}
+            tool_use = {"toolUseId": f"call-{self.calls}", "name": self.tool_name}
+            yield {"contentBlockStart": {"start": {"toolUse": tool_use}}}
+            tool_input = json.dumps(self.tool_input)
+            yield {"contentBlockDelta": {"delta": {"toolUse": {"input": tool_input}}}}
+            yield {"contentBlockStop": {}}
+            yield {"messageStop": {"stopReason": "tool_use"}}
+        yield {
+            "metadata": {
+                "usage": {"inputTokens": 5, "outputTokens": 2, "totalTokens": 7},
+                "metrics": {"latencyMs": 1},
+            }
+        }
+
+
+class SlowModel(ReplyModel):
+    """A ReplyModel that takes ``delay`` seconds to answer."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay = delay
+
+    async def stream(self, messages: list[Any], *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        """Waits, then answers like ReplyModel."""
+        import asyncio
+
+        await asyncio.sleep(self.delay)
+        async for event in super().stream(messages, *args, **kwargs):
+            yield event

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19sessiond/v1/session.proto\x12\x0bsessiond.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"J\n\x05Usage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x03\x12\x15\n\routput_tokens\x18\x02 \x01(\x03\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\x03\"g\n\x05Lease\x12\x0e\n\x06holder\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\r\n\x05\x65poch\x18\x03 \x01(\x03\x12/\n\x0b\x65xpire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"H\n\tAgentInfo\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x15\n\rmessage_count\x18\x02 \x01(\x03\x12\x12\n\nstate_json\x18\x03 \x01(\t\"\x86\x05\n\x07Session\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x30\n\x06labels\x18\x04 \x03(\x0b\x32 .sessiond.v1.Session.LabelsEntry\x12\x34\n\x08metadata\x18\x05 \x03(\x0b\x32\".sessiond.v1.Session.MetadataEntry\x12*\n\x06status\x18\x06 \x01(\x0e\x32\x1a.sessiond.v1.SessionStatus\x12\x10\n\x08\x61rchived\x18\x07 \x01(\x08\x12\x19\n\x11parent_session_id\x18\x08 \x01(\t\x12\x15\n\rmessage_count\x18\t \x01(\x03\x12\x12\n\nturn_count\x18\n \x01(\x03\x12!\n\x05usage\x18\x0b \x01(\x0b\x32\x12.sessiond.v1.Usage\x12/\n\x0b\x63reate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04\x65tag\x18\x0e \x01(\t\x12!\n\x05lease\x18\x0f \x01(\x0b\x32\x12.sessiond.v1.Lease\x12\x1c\n\x14pending_review_count\x18\x10 \x01(\x05\x12&\n\x06\x61gents\x18\x11 \x03(\x0b\x32\x16.sessiond.v1.AgentInfo\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*\xd5\x01\n\rSessionStatus\x12\x1e\n\x1aSESSION_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12SESSION_STATUS_NEW\x10\x01\x12\x1a\n\x16SESSION_STATUS_RUNNING\x10\x02\x12\x1d\n\x19SESSION_STATUS_HIBERNATED\x10\x03\x12\x1a\n\x16SESSION_STATUS_WAITING\x10\x04\x12\x1b\n\x17SESSION_STATUS_FINISHED\x10\x05\x12\x18\n\x14SESSION_STATUS_ERROR\x10\x06\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19sessiond/v1/session.proto\x12\x0bsessiond.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"J\n\x05Usage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x03\x12\x15\n\routput_tokens\x18\x02 \x01(\x03\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\x03\"g\n\x05Lease\x12\x0e\n\x06holder\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\r\n\x05\x65poch\x18\x03 \x01(\x03\x12/\n\x0b\x65xpire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8e\x01\n\tAgentInfo\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x15\n\rmessage_count\x18\x02 \x01(\x03\x12\x12\n\nstate_json\x18\x03 \x01(\t\x12\'\n\x1f\x63onversation_manager_state_json\x18\x04 \x01(\t\x12\x1b\n\x13internal_state_json\x18\x05 \x01(\t\"\x86\x05\n\x07Session\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x30\n\x06labels\x18\x04 \x03(\x0b\x32 .sessiond.v1.Session.LabelsEntry\x12\x34\n\x08metadata\x18\x05 \x03(\x0b\x32\".sessiond.v1.Session.MetadataEntry\x12*\n\x06status\x18\x06 \x01(\x0e\x32\x1a.sessiond.v1.SessionStatus\x12\x10\n\x08\x61rchived\x18\x07 \x01(\x08\x12\x19\n\x11parent_session_id\x18\x08 \x01(\t\x12\x15\n\rmessage_count\x18\t \x01(\x03\x12\x12\n\nturn_count\x18\n \x01(\x03\x12!\n\x05usage\x18\x0b \x01(\x0b\x32\x12.sessiond.v1.Usage\x12/\n\x0b\x63reate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04\x65tag\x18\x0e \x01(\t\x12!\n\x05lease\x18\x0f \x01(\x0b\x32\x12.sessiond.v1.Lease\x12\x1c\n\x14pending_review_count\x18\x10 \x01(\x05\x12&\n\x06\x61gents\x18\x11 \x03(\x0b\x32\x16.sessiond.v1.AgentInfo\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*\xd5\x01\n\rSessionStatus\x12\x1e\n\x1aSESSION_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12SESSION_STATUS_NEW\x10\x01\x12\x1a\n\x16SESSION_STATUS_RUNNING\x10\x02\x12\x1d\n\x19SESSION_STATUS_HIBERNATED\x10\x03\x12\x1a\n\x16SESSION_STATUS_WAITING\x10\x04\x12\x1b\n\x17SESSION_STATUS_FINISHED\x10\x05\x12\x18\n\x14SESSION_STATUS_ERROR\x10\x06\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,18 +36,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SESSION_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_SESSION_METADATAENTRY']._loaded_options = None
   _globals['_SESSION_METADATAENTRY']._serialized_options = b'8\001'
-  _globals['_SESSIONSTATUS']._serialized_start=980
-  _globals['_SESSIONSTATUS']._serialized_end=1193
+  _globals['_SESSIONSTATUS']._serialized_start=1051
+  _globals['_SESSIONSTATUS']._serialized_end=1264
   _globals['_USAGE']._serialized_start=75
   _globals['_USAGE']._serialized_end=149
   _globals['_LEASE']._serialized_start=151
   _globals['_LEASE']._serialized_end=254
-  _globals['_AGENTINFO']._serialized_start=256
-  _globals['_AGENTINFO']._serialized_end=328
-  _globals['_SESSION']._serialized_start=331
-  _globals['_SESSION']._serialized_end=977
-  _globals['_SESSION_LABELSENTRY']._serialized_start=883
-  _globals['_SESSION_LABELSENTRY']._serialized_end=928
-  _globals['_SESSION_METADATAENTRY']._serialized_start=930
-  _globals['_SESSION_METADATAENTRY']._serialized_end=977
+  _globals['_AGENTINFO']._serialized_start=257
+  _globals['_AGENTINFO']._serialized_end=399
+  _globals['_SESSION']._serialized_start=402
+  _globals['_SESSION']._serialized_end=1048
+  _globals['_SESSION_LABELSENTRY']._serialized_start=954
+  _globals['_SESSION_LABELSENTRY']._serialized_end=999
+  _globals['_SESSION_METADATAENTRY']._serialized_start=1001
+  _globals['_SESSION_METADATAENTRY']._serialized_end=1048
 # @@protoc_insertion_point(module_scope)

@@ -50,14 +50,18 @@ class Lease(_message.Message):
     def __init__(self, holder: _Optional[str] = ..., run_id: _Optional[str] = ..., epoch: _Optional[int] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class AgentInfo(_message.Message):
-    __slots__ = ("agent_id", "message_count", "state_json")
+    __slots__ = ("agent_id", "message_count", "state_json", "conversation_manager_state_json", "internal_state_json")
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_COUNT_FIELD_NUMBER: _ClassVar[int]
     STATE_JSON_FIELD_NUMBER: _ClassVar[int]
+    CONVERSATION_MANAGER_STATE_JSON_FIELD_NUMBER: _ClassVar[int]
+    INTERNAL_STATE_JSON_FIELD_NUMBER: _ClassVar[int]
     agent_id: str
     message_count: int
     state_json: str
-    def __init__(self, agent_id: _Optional[str] = ..., message_count: _Optional[int] = ..., state_json: _Optional[str] = ...) -> None: ...
+    conversation_manager_state_json: str
+    internal_state_json: str
+    def __init__(self, agent_id: _Optional[str] = ..., message_count: _Optional[int] = ..., state_json: _Optional[str] = ..., conversation_manager_state_json: _Optional[str] = ..., internal_state_json: _Optional[str] = ...) -> None: ...
 
 class Session(_message.Message):
     __slots__ = ("session_id", "agent_id", "title", "labels", "metadata", "status", "archived", "parent_session_id", "message_count", "turn_count", "usage", "create_time", "update_time", "etag", "lease", "pending_review_count", "agents")

@@ -140,18 +140,22 @@ class ToolResults(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[_content_pb2.ToolResultBlock, _Mapping]]] = ...) -> None: ...
 
 class TurnUpdate(_message.Message):
-    __slots__ = ("messages", "state_json", "events", "usage", "redactions")
+    __slots__ = ("messages", "state_json", "events", "usage", "redactions", "conversation_manager_state_json", "internal_state_json")
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
     STATE_JSON_FIELD_NUMBER: _ClassVar[int]
     EVENTS_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
     REDACTIONS_FIELD_NUMBER: _ClassVar[int]
+    CONVERSATION_MANAGER_STATE_JSON_FIELD_NUMBER: _ClassVar[int]
+    INTERNAL_STATE_JSON_FIELD_NUMBER: _ClassVar[int]
     messages: _containers.RepeatedCompositeFieldContainer[_content_pb2.Message]
     state_json: str
     events: _containers.RepeatedCompositeFieldContainer[_turn_pb2.TurnEvent]
     usage: _session_pb2.Usage
     redactions: _containers.RepeatedCompositeFieldContainer[Redaction]
-    def __init__(self, messages: _Optional[_Iterable[_Union[_content_pb2.Message, _Mapping]]] = ..., state_json: _Optional[str] = ..., events: _Optional[_Iterable[_Union[_turn_pb2.TurnEvent, _Mapping]]] = ..., usage: _Optional[_Union[_session_pb2.Usage, _Mapping]] = ..., redactions: _Optional[_Iterable[_Union[Redaction, _Mapping]]] = ...) -> None: ...
+    conversation_manager_state_json: str
+    internal_state_json: str
+    def __init__(self, messages: _Optional[_Iterable[_Union[_content_pb2.Message, _Mapping]]] = ..., state_json: _Optional[str] = ..., events: _Optional[_Iterable[_Union[_turn_pb2.TurnEvent, _Mapping]]] = ..., usage: _Optional[_Union[_session_pb2.Usage, _Mapping]] = ..., redactions: _Optional[_Iterable[_Union[Redaction, _Mapping]]] = ..., conversation_manager_state_json: _Optional[str] = ..., internal_state_json: _Optional[str] = ...) -> None: ...
 
 class Redaction(_message.Message):
     __slots__ = ("index", "message")

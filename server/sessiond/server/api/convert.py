@@ -126,6 +126,8 @@ def session_pb(view: SessionView) -> session_pb2.Session:
                 agent_id=agent.agent_id,
                 message_count=agent.message_count,
                 state_json=json_text(agent.state),
+                conversation_manager_state_json=json_text(agent.conversation_manager_state),
+                internal_state_json=json_text(agent.internal_state),
             )
             for agent in view.agents
         ],

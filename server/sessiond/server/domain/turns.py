@@ -74,6 +74,9 @@ class TurnUpdate:
     usage: Usage | None = None
     #: (index, redacted message) pairs for earlier messages of the agent.
     redactions: tuple[tuple[int, dict[str, Any]], ...] = ()
+    #: Strands' conversation manager state and internal state (agent.json).
+    conversation_manager_state: dict[str, Any] | None = None
+    internal_state: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -342,8 +345,14 @@ class ActiveTurn:
         state_changed = update.state is not None and update.state != agent.state
         if state_changed:
             agent.state = dict(update.state or {})
-            agent.updated_at = now
             turn.events.append(Event(time=now, type="state.changed"))
+        for name in ("conversation_manager_state", "internal_state"):
+            value = getattr(update, name)
+            if value is not None and value != getattr(agent, name):
+                setattr(agent, name, dict(value))
+                state_changed = True
+        if state_changed:
+            agent.updated_at = now
         turn.events.extend(update.events)
         if update.usage is not None:
             turn.usage = turn.usage.plus(update.usage)

@@ -8,10 +8,10 @@ non-ASCII (including confusable Unicode) and over-long ids alike.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
+from sessiond import content
 from sessiond.errors import InvalidArgument, InvalidId, MessageTooLarge
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
@@ -123,11 +123,4 @@ def parse_json_object(text: str, *, field: str, max_bytes: int) -> dict[str, Any
 
 def parse_json(text: str, *, field: str) -> Any:
     """Parses a JSON value, refusing NaN/Infinity (not portable JSON)."""
-
-    def _refuse_constant(name: str) -> Any:
-        raise ValueError(f"{name} is not valid JSON")
-
-    try:
-        return json.loads(text, parse_constant=_refuse_constant)
-    except (ValueError, RecursionError) as exc:
-        raise InvalidArgument(f"{field} is not valid JSON", field=field) from exc
+    return content.parse_json(text, field=field)

@@ -16,6 +16,8 @@ class AgentView:
     agent_id: str
     message_count: int
     state: dict[str, Any]
+    conversation_manager_state: dict[str, Any] = field(default_factory=dict)
+    internal_state: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,13 @@ def view_of_head(head: Head, now: datetime) -> SessionView:
         lease=live_lease.model_copy() if live_lease else None,
         pending_review_count=len(head.pending_reviews(now)),
         agents=[
-            AgentView(agent.agent_id, agent.message_count, dict(agent.state))
+            AgentView(
+                agent.agent_id,
+                agent.message_count,
+                dict(agent.state),
+                dict(agent.conversation_manager_state),
+                dict(agent.internal_state),
+            )
             for agent in head.agents.values()
         ],
     )

@@ -1,0 +1,207 @@
+"""SessiondSessionManager: real Strands agents persisted through sessiond.
+
+The agents run in their own threads (Strands' synchronous API) or their own
+processes, against a real sessiond server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+from strands import Agent, tool
+from strands.hooks import BeforeToolCallEvent, HookProvider, HookRegistry
+
+from sessiond.errors import SessionBusy
+from sessiond.strands import SessiondSessionManager
+from sessiond.v1 import session_pb2
+from support.strands_model import ReplyModel, ToolCallingModel
+
+DELETED: list[str] = []
+
+
+@tool
+def delete_file(path: str) -> str:
+    """Deletes a file (a test tool that records the call)."""
+    DELETED.append(path)
+    return f"deleted {path}"
+
+
+class ApproveDeletes(HookProvider):
+    """Asks a human before delete_file runs (a Strands interrupt)."""
+
+    def register_hooks(self, registry: HookRegistry, **kwargs: Any) -> None:
+        registry.add_callback(BeforeToolCallEvent, self.check)
+
+    def check(self, event: BeforeToolCallEvent) -> None:
+        if event.tool_use["name"] != "delete_file":
+            return
+        answer = event.interrupt("approve-delete", reason={"path": event.tool_use["input"]["path"]})
+        if answer.get("action") != "APPROVE":
+            event.cancel_tool = f"the reviewer said no: {answer.get('comment', '')}"
+
+
+def texts(messages) -> list[str]:
+    return [
+        "".join(b.text for b in m.message.content if b.WhichOneof("block") == "text")
+        for m in messages
+    ]
+
+
+async def in_thread(function, *args):
+    return await asyncio.to_thread(function, *args)
+
+
+async def test_each_invocation_is_a_turn_and_restores_after_restart(served) -> None:
+    def first_process():
+        manager = SessiondSessionManager("strands-chat", target=served.target)
+        agent = Agent(model=ReplyModel(), session_manager=manager, callback_handler=None)
+        agent.state.set("user", "Ada")
+        agent("hello")
+        agent("how are you?")
+        manager.close()
+
+    await in_thread(first_process)
+    session = await served.client.get("strands-chat")
+    assert session.turn_count == 2 and session.message_count == 4
+    assert session.usage.total_tokens == 12
+    assert json.loads(session.agents[0].state_json) == {"user": "Ada"}
+    assert texts(await served.client.all_messages("strands-chat")) == [
+        "hello",
+        "reply to: hello",
+        "how are you?",
+        "reply to: how are you?",
+    ]
+
+    def second_process():
+        manager = SessiondSessionManager("strands-chat", target=served.target)
+        agent = Agent(model=ReplyModel(), session_manager=manager, callback_handler=None)
+        restored = [m["content"][0]["text"] for m in agent.messages]
+        state = agent.state.get("user")
+        agent("still there?")
+        manager.close()
+        return restored, state
+
+    restored, state = await in_thread(second_process)
+    assert restored == ["hello", "reply to: hello", "how are you?", "reply to: how are you?"]
+    assert state == "Ada"
+    assert (await served.client.get("strands-chat")).message_count == 6
+
+
+async def test_a_second_process_gets_session_busy_and_nothing_is_lost(
+    served, tmp_path: Path
+) -> None:
+    await served.client.start("contended")
+    script = tmp_path / "slow_agent.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import sys
+            sys.path.insert(0, {str(Path(__file__).parents[1])!r})
+            from strands import Agent
+            from sessiond.strands import SessiondSessionManager
+            from support.strands_model import SlowModel
+            manager = SessiondSessionManager("contended", target={served.target!r})
+            agent = Agent(model=SlowModel(3.0), session_manager=manager, callback_handler=None)
+            print("invoking", flush=True)
+            agent("slow question")
+            print("done", flush=True)
+            """
+        )
+    )
+    slow = subprocess.Popen(  # noqa: ASYNC220 - its output is read off the loop
+        [sys.executable, str(script)], stdout=subprocess.PIPE, text=True, env=dict(os.environ)
+    )
+    try:
+        assert slow.stdout is not None
+        assert (await asyncio.to_thread(slow.stdout.readline)).strip() == "invoking"
+        await asyncio.sleep(1.0)  # the slow agent holds the turn now
+
+        def competing():
+            manager = SessiondSessionManager("contended", target=served.target)
+            agent = Agent(model=ReplyModel(), session_manager=manager, callback_handler=None)
+            try:
+                agent("fast question")
+            finally:
+                manager.close()
+
+        with pytest.raises(SessionBusy) as caught:
+            await in_thread(competing)
+        assert caught.value.lease_expire_time
+        assert (await asyncio.to_thread(slow.wait, 30)) == 0
+    finally:
+        if slow.poll() is None:
+            slow.kill()
+    assert texts(await served.client.all_messages("contended")) == [
+        "slow question",
+        "reply to: slow question",
+    ]
+
+
+async def test_interrupt_becomes_a_review_resolved_through_the_cli(served) -> None:
+    DELETED.clear()
+
+    def ask():
+        manager = SessiondSessionManager("hitl", target=served.target)
+        agent = Agent(
+            model=ToolCallingModel("delete_file", {"path": "/tmp/report.txt"}),
+            tools=[delete_file],
+            hooks=[ApproveDeletes()],
+            session_manager=manager,
+            callback_handler=None,
+        )
+        result = agent("clean up the report")
+        manager.close()
+        return result.stop_reason
+
+    assert await in_thread(ask) == "interrupt"
+    session = await served.client.get("hitl")
+    assert session.status == session_pb2.SESSION_STATUS_WAITING
+    pending = (await served.client.list_pending_reviews()).reviews
+    assert [(r.session_id, r.tool_name) for r in pending] == [("hitl", "approve-delete")]
+    assert json.loads(pending[0].input_json) == {"path": "/tmp/report.txt"}
+
+    approve = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).with_name("sessiond")),
+        "approve",
+        pending[0].review_id,
+        "--target",
+        served.target,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await approve.communicate()
+    assert approve.returncode == 0, (out, err)
+
+    def resume():  # a fresh process: everything comes back from sessiond
+        manager = SessiondSessionManager("hitl", target=served.target)
+        agent = Agent(
+            model=ToolCallingModel("delete_file", {"path": "/tmp/report.txt"}),
+            tools=[delete_file],
+            hooks=[ApproveDeletes()],
+            session_manager=manager,
+            callback_handler=None,
+        )
+        result = agent(manager.interrupt_responses(agent))
+        manager.close()
+        return str(result)
+
+    answer = await in_thread(resume)
+    assert DELETED == ["/tmp/report.txt"]
+    assert "deleted /tmp/report.txt" in answer
+    session = await served.client.get("hitl")
+    assert session.status == session_pb2.SESSION_STATUS_FINISHED
+    replay = await served.client.replay("hitl")
+    assert replay.turns[0].reviews[0].decision.action == 1  # APPROVE
+
+
+@pytest.fixture(autouse=True)
+def _quiet_strands(caplog):
+    caplog.set_level("WARNING", logger="strands")
