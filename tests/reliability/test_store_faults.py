@@ -187,8 +187,10 @@ async def test_unresolved_commit_is_commit_unknown_and_a_retry_applies_once(serv
         FailNext("put", "head.json", lambda: AmbiguousWrite("lost response"), after=True)
     )
     store.hooks.append(FailNext("get", "head.json", times=8))
-    with pytest.raises(CommitUnknown):
-        await served.client.chat("amb", "maybe", request_id="once")
+    # No transparent client retry here: the point is to see COMMIT_UNKNOWN.
+    async with AsyncClient(served.target, retries=False) as bare:
+        with pytest.raises(CommitUnknown):
+            await bare.chat("amb", "maybe", request_id="once")
     store.hooks.clear()
     retried = await served.client.chat("amb", "maybe", request_id="once")
     assert retried.text == "echo: maybe"

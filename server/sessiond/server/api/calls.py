@@ -1,12 +1,22 @@
-"""What every RPC handler shares: tenant resolution, error mapping, metrics.
+"""What every RPC handler shares: tenant resolution, deadlines, error mapping, metrics.
 
 Handlers stay thin: each is wrapped by :func:`unary` or :func:`streaming`,
 which resolve the caller's tenant, map any failure to a gRPC status in one
 place (``errors.abort``) and record the call's code and latency.
+
+Deadlines propagate: a unary handler runs under ``asyncio.timeout`` set a
+little before the caller's deadline (``context.time_remaining()``), so a slow
+store stops being waited for and the call ends with ``DEADLINE_EXCEEDED``
+while the caller still listens. The cancellation unwinds the handler like any
+other: a turn cancelled mid-commit releases its lease (or leaves files that
+readers ignore, since they trust the head). Streaming handlers are left to
+gRPC's own cancellation at the deadline (a timeout scope cannot span the
+``yield`` of an async generator safely).
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -15,6 +25,7 @@ from typing import Any, Protocol, TypeVar
 
 import grpc
 
+from sessiond.errors import DeadlineExceeded
 from sessiond.server.api.errors import abort, as_domain_error
 from sessiond.server.domain.keys import TenantKeys
 
@@ -60,6 +71,46 @@ class CallHost(Protocol):
 
 R = TypeVar("R")
 
+#: The server gives up this long before the caller's deadline (at most), so
+#: its DEADLINE_EXCEEDED arrives while the caller still waits...
+DEADLINE_MARGIN_SECONDS = 0.05
+#: ...but never more than this fraction of the time the call has left.
+DEADLINE_MARGIN_FRACTION = 0.1
+
+
+def handler_budget(context: grpc.aio.ServicerContext) -> float | None:
+    """Seconds a handler may run: the call's time remaining less a small margin.
+
+    None when the caller set no deadline.
+    """
+    try:
+        remaining = context.time_remaining()
+    except Exception:  # a test double without deadlines
+        return None
+    if remaining is None:
+        return None
+    margin = min(DEADLINE_MARGIN_SECONDS, remaining * DEADLINE_MARGIN_FRACTION)
+    return max(0.0, remaining - margin)
+
+
+async def within_deadline(call: Awaitable[R], budget: float | None) -> R:
+    """Awaits ``call`` under ``budget`` seconds (None: no limit).
+
+    Raises:
+        DeadlineExceeded: The budget ran out (the call was cancelled).
+    """
+    if budget is None:
+        return await call
+    try:
+        async with asyncio.timeout(budget) as scope:
+            return await call
+    except TimeoutError:
+        if scope.expired():
+            raise DeadlineExceeded(
+                "the call's deadline passed before it completed", budget_seconds=f"{budget:.3f}"
+            ) from None
+        raise  # a TimeoutError of the handler's own
+
 
 def _keys(host: CallHost, context: grpc.aio.ServicerContext) -> TenantKeys:
     tenant = host.tenancy.tenant_of(context)
@@ -70,7 +121,10 @@ def _keys(host: CallHost, context: grpc.aio.ServicerContext) -> TenantKeys:
 def unary(
     name: str,
 ) -> Callable[[Callable[..., Awaitable[R]]], Callable[..., Awaitable[R]]]:
-    """Wraps a unary-response handler ``fn(self, request, context, keys)``."""
+    """Wraps a unary-response handler ``fn(self, request, context, keys)``.
+
+    The handler runs under the caller's deadline (see :func:`handler_budget`).
+    """
 
     def wrap(fn: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
         @functools.wraps(fn)
@@ -78,7 +132,10 @@ def unary(
             current_method.set(name)
             started, code = time.perf_counter(), "OK"
             try:
-                return await fn(self, request, context, _keys(self, context))
+                keys = _keys(self, context)
+                return await within_deadline(
+                    fn(self, request, context, keys), handler_budget(context)
+                )
             except grpc.aio.AbortError:
                 code = "ABORTED_BY_HANDLER"
                 raise

@@ -25,11 +25,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import random
 from collections.abc import Callable
 from datetime import datetime
 
-from sessiond.errors import CommitUnknown, ConcurrentModification, StoreUnavailableError
+from sessiond.errors import (
+    CommitUnknown,
+    ConcurrentModification,
+    CorruptObject,
+    StoreUnavailableError,
+)
 from sessiond.server.domain.codec import decode, encode
 from sessiond.server.domain.keys import TenantKeys
 from sessiond.server.domain.records import (
@@ -49,6 +55,8 @@ from sessiond.server.storage.port import (
     PreconditionFailed,
     Update,
 )
+
+log = logging.getLogger("sessiond.index")
 
 SEGMENT_CAPACITY = 256
 _TRANSIENT = (StoreUnavailableError, CommitUnknown)
@@ -167,9 +175,15 @@ class TenantIndex:
         else:
             number = _segment_number(items[-1].key)
             with store_errors():
-                body = (await self._store.get(items[-1].key)).body
-            segment = decode(IndexSegment, body, session_id=None, what="index")
-            newest = (number, len(segment.entries))
+                body = (await retrying(lambda: self._store.get(items[-1].key))).body
+            try:
+                segment = decode(IndexSegment, body, session_id=None, what="index")
+                newest = (number, len(segment.entries))
+            except CorruptObject:
+                # Never add to (or overwrite) an unreadable segment: new
+                # sessions go to the next one; List reports the damage.
+                log.error("listing index segment is corrupt", extra={"segment": number})
+                newest = (number, self._capacity)
         self._newest[keys.tenant] = newest
         return newest
 

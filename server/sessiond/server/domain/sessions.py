@@ -270,12 +270,12 @@ class SessionLifecycle:
     ) -> tuple[list[StoredMessage], str]:
         """A page of one agent's messages, oldest first."""
         size = check_page_size(page_size)
-        head, messages = await self.history(keys, session_id, agent_id)
-        aid = agent_id or head.agent_id
-        filters = filter_digest([session_id, aid])
+        filters = filter_digest([session_id, agent_id])
         tokens = self._ctx.tokens
+        # The token is checked before any read: a forged one costs nothing.
         position = tokens.read(page_token, kind="messages", tenant=keys.tenant, filters=filters)
         after = int(position["after"]) if position else -1
+        _, messages = await self.history(keys, session_id, agent_id)
         page = [m for m in messages if m.index > after][:size]
         more = bool(page) and page[-1].index < messages[-1].index
         token = (
@@ -295,11 +295,11 @@ class SessionLifecycle:
     ) -> tuple[list[Turn], str]:
         """A page of the session's turns, oldest first, with events and reviews."""
         size = check_page_size(page_size)
-        _, turns = await self.turns(keys, session_id)
         filters = filter_digest([session_id])
         tokens = self._ctx.tokens
         position = tokens.read(page_token, kind="replay", tenant=keys.tenant, filters=filters)
         after = int(position["after"]) if position else 0
+        _, turns = await self.turns(keys, session_id)
         page = [turn for turn in turns if turn.number > after][:size]
         more = bool(page) and page[-1].number < turns[-1].number
         token = (

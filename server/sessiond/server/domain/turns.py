@@ -30,6 +30,7 @@ from typing import Any
 from sessiond.errors import (
     CommitUnknown,
     ConcurrentModification,
+    CorruptObject,
     InvalidArgument,
     InvalidTransition,
     SessionFenced,
@@ -57,9 +58,10 @@ from sessiond.server.domain.repository import (
     ForeignMessage,
     HeadChanged,
     SessionRepository,
+    retrying,
     store_errors,
 )
-from sessiond.server.storage.port import CREATE, OVERWRITE
+from sessiond.server.storage.port import CREATE, OVERWRITE, NotFound
 
 log = logging.getLogger("sessiond.turns")
 
@@ -245,8 +247,15 @@ class ActiveTurn:
         ref = self._last_turn.snapshot
         if ref is None:
             return None
-        with store_errors():
-            result = await self._deps.repo.store.get(ref.key)
+        try:
+            with store_errors():
+                result = await retrying(lambda: self._deps.repo.store.get(ref.key))
+        except NotFound:
+            raise CorruptObject(
+                "the snapshot of this session's hibernated turn is missing",
+                session_id=self.session_id,
+                object="snapshot",
+            ) from None
         return result.body, ref.content_type
 
     # -- commits ---------------------------------------------------------------
@@ -319,6 +328,13 @@ class ActiveTurn:
         # A turn that fails before its first commit never acknowledged its
         # input: it goes into the failure event, not into the history.
         record_input = self._pending_input is not None and end is not TurnStatus.ERROR
+        if self._pending_input is not None and not record_input:
+            # Nothing of this turn was acknowledged: forget its request id, so
+            # a retry with the same id runs the turn afresh instead of
+            # "replaying" a failure that stored nothing.
+            head.requests = [
+                r for r in head.requests if not (r.op == "turn" and r.turn_number == turn.number)
+            ]
         incoming = ([self._pending_input] if record_input else []) + list(update.messages)
         appended = []
         for message in incoming:
@@ -602,6 +618,8 @@ class ActiveTurn:
             return
         try:
             await self.fail(code, message)
+        except InvalidTransition:
+            return  # released meanwhile by someone else (the stream's end or shutdown)
         except Exception:
             log.warning(
                 "could not release a broken turn; its lease will expire",
