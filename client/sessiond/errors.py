@@ -78,6 +78,12 @@ class BundleInvalid(InvalidArgument):
     reason = "BUNDLE_INVALID"
 
 
+class ContextTooLong(InvalidArgument):
+    """The conversation sent to a server-side engine's model exceeds its context window."""
+
+    reason = "CONTEXT_TOO_LONG"
+
+
 # NOT_FOUND / ALREADY_EXISTS -----------------------------------------------------
 
 
@@ -145,6 +151,18 @@ class RuntimeRequired(FailedPrecondition):
     """The turn runs on the caller's runtime; resume it with Run."""
 
     reason = "RUNTIME_REQUIRED"
+
+
+class EngineUnauthorized(FailedPrecondition):
+    """A server-side engine's model endpoint refused the operator's credentials."""
+
+    reason = "ENGINE_UNAUTHORIZED"
+
+
+class EngineRejected(FailedPrecondition):
+    """A server-side engine's model endpoint refused the request (unknown model, bad parameters)."""
+
+    reason = "ENGINE_REJECTED"
 
 
 # ABORTED ------------------------------------------------------------------------
@@ -221,6 +239,12 @@ class ShuttingDown(Unavailable):
     reason = "SHUTTING_DOWN"
 
 
+class EngineUnavailable(Unavailable):
+    """A server-side engine's model endpoint cannot be reached or failed; retry later."""
+
+    reason = "ENGINE_UNAVAILABLE"
+
+
 class DeadlineExceeded(SessiondError):
     """The call's deadline passed before it completed."""
 
@@ -228,11 +252,36 @@ class DeadlineExceeded(SessiondError):
     reason = "DEADLINE_EXCEEDED"
 
 
+class EngineTimeout(DeadlineExceeded):
+    """A server-side engine's model did not answer within the engine's timeout."""
+
+    reason = "ENGINE_TIMEOUT"
+
+
+class ToolResultTimeout(DeadlineExceeded):
+    """The caller's runtime did not return tool results within the tool result timeout."""
+
+    reason = "TOOL_RESULT_TIMEOUT"
+
+
 class Overloaded(SessiondError):
     """Too many concurrent calls; retry later."""
 
     code = "RESOURCE_EXHAUSTED"
     reason = "OVERLOADED"
+
+
+class EngineRateLimited(Overloaded):
+    """A server-side engine's model endpoint is rate limiting sessiond; retry later."""
+
+    reason = "ENGINE_RATE_LIMITED"
+
+
+class ToolRoundsExceeded(SessiondError):
+    """A server-engine turn asked for more rounds of tool calls than the server allows."""
+
+    code = "RESOURCE_EXHAUSTED"
+    reason = "TOOL_ROUNDS_EXCEEDED"
 
 
 class Unauthenticated(SessiondError):

@@ -22,7 +22,7 @@ from sessiond.server.api.servicer import Domain, SessionServicer
 from sessiond.server.domain.adoption import Adoption
 from sessiond.server.domain.clock import Clock, IdSource, SystemClock, default_replica_id
 from sessiond.server.domain.context import ServiceContext
-from sessiond.server.domain.engines import EchoEngine, Engine, EngineRegistry
+from sessiond.server.domain.engines import Engine
 from sessiond.server.domain.index import TenantIndex
 from sessiond.server.domain.limits import Limits
 from sessiond.server.domain.pagination import PageTokens
@@ -30,6 +30,7 @@ from sessiond.server.domain.repository import SessionRepository
 from sessiond.server.domain.reviews import ReviewService
 from sessiond.server.domain.sessions import SessionLifecycle
 from sessiond.server.domain.turn_service import TurnService
+from sessiond.server.engines.config import build_registry
 from sessiond.server.ops.metrics import Metrics
 from sessiond.server.ops.settings import Settings
 from sessiond.server.storage.factory import open_store
@@ -111,6 +112,7 @@ class Server:
         await self.context.active_turns.release_all("SHUTDOWN", "the server shut down")
         await self.servicer.drain(max(grace, 1.0))
         await self.context.background.drain(max(grace, 1.0))
+        await self.context.engines.aclose()
         await self.store.close()
 
     async def wait(self) -> None:
@@ -128,7 +130,15 @@ def build_server(
     tenancy: Tenancy | None = None,
     limits: Limits | None = None,
 ) -> Server:
-    """Builds a server (not yet started) from settings and optional injected parts."""
+    """Builds a server (not yet started) from settings and optional injected parts.
+
+    ``engines`` replace the built-in ``echo``; the engines the settings
+    configure are added (an injected engine wins over a configured one of the
+    same name).
+
+    Raises:
+        ValueError: The engine settings are inconsistent (no secret in the message).
+    """
     metrics = Metrics()
     if store is None:
         store = open_store(
@@ -140,7 +150,7 @@ def build_server(
     clock = clock or SystemClock()
     ids = ids or IdSource()
     limits = limits or Limits(max_message_bytes=settings.max_message_bytes)
-    registry = EngineRegistry(engines or [EchoEngine()], default=settings.default_engine)
+    registry = build_registry(settings, engines)
     secret = hashlib.sha256(settings.page_token_secret.get_secret_value().encode()).digest()
     context = ServiceContext(
         repo=SessionRepository(store),

@@ -6,6 +6,13 @@ Protocol (see the proto): ``open`` → server claims the session and answers
 ``fail`` → server answers ``ended`` and closes. If the stream breaks (the
 caller disconnects or half-closes early), the turn ends as ERROR and the lease
 is released; every acknowledged append stays.
+
+With a server-side engine (``open.engine`` names one), the server runs the
+turn after ``started`` / ``history``: it streams the model's text as
+``delta`` messages, acknowledges each commit with ``appended`` (the final answer
+included), sends ``tool_calls`` for the caller's runtime to execute and waits
+for ``tool_results``, and ends with ``ended`` (see
+:mod:`sessiond.server.api.stream_caller` and docs/engines.md).
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import datetime
 
 import grpc
@@ -20,7 +28,9 @@ import grpc
 from sessiond.errors import InvalidArgument, MessageTooLarge, SessiondError
 from sessiond.server.api import convert
 from sessiond.server.api.content_codec import message_to_dict
+from sessiond.server.api.stream_caller import StreamCaller, tools_from_pb
 from sessiond.server.domain.clock import Clock, IdSource
+from sessiond.server.domain.engine_calls import CallerGone, TurnOptions
 from sessiond.server.domain.engines import CLIENT_ENGINE, EngineRegistry
 from sessiond.server.domain.keys import TenantKeys
 from sessiond.server.domain.limits import Limits
@@ -72,20 +82,21 @@ class RunHandler:
         first = await anext(aiter(requests), None)
         if first is None or first.WhichOneof("action") != "open":
             raise InvalidArgument("the first Run message must be open", field="open")
-        opened = await self._turns.open(keys, self._open_request(first.open))
+        request = self._open_request(first.open)
+        opened = await self._turns.open(keys, request)
         if isinstance(opened, TurnOutcome):
             yield self._ended(opened)
             return
         active = opened
+        if active.turn.engine != CLIENT_ENGINE:
+            async for response in self._engine_turn(active, requests, request, first.open):
+                yield response
+            return
         try:
             history = await active.history(limit=first.open.history_limit)
             yield await self._started(active, history)
             for chunk in self._history_chunks(history):
                 yield chunk
-            if active.turn.engine != CLIENT_ENGINE:
-                engine = self._engines.get(active.turn.engine)
-                yield self._ended(await self._turns.run_engine(active, engine))
-                return
             async for request in requests:
                 response = await self._step(active, request)
                 yield response
@@ -108,6 +119,66 @@ class RunHandler:
                 self._releases.add(task)
                 task.add_done_callback(self._releases.discard)
 
+    async def _engine_turn(
+        self,
+        active: ActiveTurn,
+        requests: AsyncIterator[pb.RunRequest],
+        request: OpenRequest,
+        open_: pb.RunOpen,
+    ) -> AsyncIterator[pb.RunResponse]:
+        """A server-engine turn: the engine's tool loop runs in a task; this relays its output.
+
+        The loop task outlives a cancelled call just long enough to end the
+        turn as ERROR (``STREAM_BROKEN``), so the lease is released at once.
+        """
+        engine = self._engines.get(active.turn.engine)
+        outbox: asyncio.Queue[pb.RunResponse | _Done] = asyncio.Queue(maxsize=256)
+        caller = StreamCaller(requests, outbox.put)
+
+        async def drive() -> None:
+            try:
+                history = await active.history(limit=open_.history_limit)
+                await outbox.put(await self._started(active, history))
+                for chunk in self._history_chunks(history):
+                    await outbox.put(chunk)
+                outcome = await self._turns.run_engine(
+                    active,
+                    engine,
+                    caller=caller,
+                    options=TurnOptions(tools=request.tools, model=request.model),
+                    cancel_code="STREAM_BROKEN",
+                )
+                await outbox.put(_Done(outcome=outcome))
+            except CallerGone:
+                await outbox.put(_Done())
+            except Exception as exc:
+                if not active.closed:
+                    await active.release("RUN_FAILED", "the turn failed")
+                await outbox.put(_Done(error=exc))
+            finally:
+                if not active.closed:  # cancelled before the engine ran
+                    await asyncio.shield(
+                        active.release("STREAM_BROKEN", "the stream broke before the turn ended")
+                    )
+
+        task = asyncio.get_running_loop().create_task(drive())
+        self._releases.add(task)
+        task.add_done_callback(self._releases.discard)
+        try:
+            while True:
+                item = await outbox.get()
+                if not isinstance(item, _Done):
+                    yield item
+                    continue
+                if item.error is not None:
+                    raise item.error
+                if item.outcome is not None:
+                    yield self._ended(item.outcome)
+                return
+        finally:
+            if not task.done():
+                task.cancel()
+
     def _open_request(self, open_: pb.RunOpen) -> OpenRequest:
         if open_.history_limit < 0:
             raise InvalidArgument("history_limit must not be negative", field="history_limit")
@@ -122,6 +193,9 @@ class RunHandler:
             engine=open_.engine or CLIENT_ENGINE,
             checkpoint=checkpoint,
             request_id=open_.request_id,
+            runtime=True,
+            tools=tools_from_pb(list(open_.tools)),
+            model=open_.model,
         )
 
     async def _started(self, active: ActiveTurn, history: list[StoredMessage]) -> pb.RunResponse:
@@ -178,12 +252,21 @@ class RunHandler:
             (item.index, message_to_dict(item.message, field="update.redactions.message"))
             for item in update.redactions
         )
+        strands_state = {
+            name: parse_json_object(
+                getattr(update, f"{name}_json"),
+                field=f"update.{name}_json",
+                max_bytes=limits.max_state_bytes,
+            )
+            for name in ("conversation_manager_state", "internal_state")
+        }
         return TurnUpdate(
             messages=messages,
             state=state,
             events=events,
             usage=convert.usage_from_pb(update.usage),
             redactions=redactions,
+            **strands_state,
         )
 
     async def _step(self, active: ActiveTurn, request: pb.RunRequest) -> pb.RunResponse:
@@ -241,10 +324,22 @@ class RunHandler:
         )
 
     def _ended(self, outcome: TurnOutcome) -> pb.RunResponse:
-        now = self._clock.now()
-        return pb.RunResponse(
-            ended=pb.RunEnded(
-                session=convert.session_pb(view_of_head(outcome.head, now)),
-                turn=convert.turn_pb(outcome.head.session_id, outcome.turn, now),
-            )
+        return ended_response(outcome, self._clock.now())
+
+
+def ended_response(outcome: TurnOutcome, now: datetime) -> pb.RunResponse:
+    """The ``ended`` answer for a turn's outcome."""
+    return pb.RunResponse(
+        ended=pb.RunEnded(
+            session=convert.session_pb(view_of_head(outcome.head, now)),
+            turn=convert.turn_pb(outcome.head.session_id, outcome.turn, now),
         )
+    )
+
+
+@dataclass
+class _Done:
+    """The end of a server-engine turn's output: its outcome, or the error to report."""
+
+    outcome: TurnOutcome | None = None
+    error: BaseException | None = None

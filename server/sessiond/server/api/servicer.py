@@ -16,6 +16,7 @@ from sessiond.server.domain.content import message_text
 from sessiond.server.domain.engines import EngineRegistry
 from sessiond.server.domain.keys import TenantKeys
 from sessiond.server.domain.limits import Limits
+from sessiond.server.domain.records import TurnStatus
 from sessiond.server.domain.reviews import ReviewService
 from sessiond.server.domain.sessions import SessionLifecycle
 from sessiond.server.domain.turn_service import TurnService
@@ -73,9 +74,13 @@ class SessionServicer(pb_grpc.SessionServiceServicer):
         # Messages adopted from a Strands writer sit in the turn's record too,
         # but the turn did not produce them.
         own = [m for m in outcome.turn.messages if m.turn_id == outcome.turn.turn_id]
-        assistant = [m for m in own if m.message.get("role") == "assistant"]
+        # The answer is the turn's last assistant text: with tool rounds, the
+        # texts before it were said on the way ("let me check...").
+        texts = [message_text(m.message) for m in own if m.message.get("role") == "assistant"]
+        if outcome.turn.status is not TurnStatus.FINISHED:
+            texts = []  # hibernated (or failed): there is no answer yet
         return {
-            "text": "".join(message_text(m.message) for m in assistant),
+            "text": next((text for text in reversed(texts) if text), ""),
             "session": convert.session_pb(view_of_head(outcome.head, now)),
             "turn": convert.turn_pb(outcome.head.session_id, outcome.turn, now),
             "messages": [convert.stored_message_pb(m) for m in own],
@@ -126,6 +131,7 @@ class SessionServicer(pb_grpc.SessionServiceServicer):
             engine=request.engine,
             checkpoint=convert.CHECKPOINT_FROM_PB.get(request.checkpoint, "INVALID"),
             request_id=request.request_id,
+            model=request.model,
         )
         return pb.ChatResponse(**self._outcome_fields(outcome))
 

@@ -22,7 +22,23 @@ from sessiond.server.domain import strands
 from sessiond.server.domain.claims import Replay, claim
 from sessiond.server.domain.content import check_message, text_message
 from sessiond.server.domain.context import ServiceContext
-from sessiond.server.domain.engines import CLIENT_ENGINE, Engine, EngineRequest
+from sessiond.server.domain.engine_calls import (
+    Caller,
+    CallerGone,
+    TurnOptions,
+    engine_snapshot,
+    needs_runtime,
+)
+from sessiond.server.domain.engine_loop import EngineLoop
+from sessiond.server.domain.engines import (
+    CLIENT_ENGINE,
+    TURN_FAILURES,
+    Engine,
+    EngineRegistry,
+    ToolSpec,
+    check_tools,
+    resolve_model,
+)
 from sessiond.server.domain.keys import TenantKeys
 from sessiond.server.domain.mutations import mutate, remember_request
 from sessiond.server.domain.records import (
@@ -59,6 +75,13 @@ class OpenRequest:
     checkpoint: str = "NONE"
     request_id: str = ""
     resolutions: tuple[tuple[str, DecisionInput], ...] = ()
+    #: The caller's runtime is connected (a Run stream): it can resume
+    #: ``client`` turns and run the tools of server-engine turns.
+    runtime: bool = False
+    #: Tools the caller's runtime offers to a server engine's model.
+    tools: tuple[ToolSpec, ...] = ()
+    #: The model instead of the engine's default (from the allowed list).
+    model: str = ""
 
 
 class TurnService:
@@ -66,6 +89,9 @@ class TurnService:
 
     def __init__(self, ctx: ServiceContext) -> None:
         self._ctx = ctx
+        self._loop = EngineLoop(
+            limits=ctx.limits, ids=ctx.ids, clock=ctx.clock, settings=ctx.engines.loop
+        )
 
     async def open(self, keys: TenantKeys, request: OpenRequest) -> ActiveTurn | TurnOutcome:
         """Claims the session and opens (or resumes) a turn.
@@ -90,6 +116,9 @@ class TurnService:
         for review_id, decision in request.resolutions:
             check_id(review_id, field="resolutions.review_id")
             check_decision(decision)
+        check_tools(list(request.tools))
+        if not request.resume and request.engine != CLIENT_ENGINE:
+            resolve_model(ctx.engines.get(request.engine), request.model)
         run_id = ctx.ids.random_hex(8)
         created_agent: list[str] = []
 
@@ -101,7 +130,7 @@ class TurnService:
             if head.archived:
                 raise SessionArchived("the session is archived", session_id=sid)
             if request.resume:
-                _shape_resume(head, now, request, run_id)
+                _shape_resume(head, now, request, run_id, ctx.engines)
             else:
                 aid = agent or head.agent_id
                 if aid not in head.agents:
@@ -139,7 +168,11 @@ class TurnService:
         )
         active.start_renewal()
         if request.checkpoint == "AFTER_PROMPT" and not request.resume:
-            return await active.hibernate(TurnUpdate(), snapshot=None, reviews=[])
+            # A server-engine turn keeps the request's tools and model for
+            # whichever replica resumes it.
+            keep = request.engine != CLIENT_ENGINE and (request.tools or request.model)
+            snapshot = engine_snapshot(TurnOptions(request.tools, request.model)) if keep else None
+            return await active.hibernate(TurnUpdate(), snapshot=snapshot, reviews=[])
         return active
 
     async def chat(
@@ -152,17 +185,25 @@ class TurnService:
         engine: str,
         checkpoint: str,
         request_id: str,
+        model: str = "",
     ) -> TurnOutcome:
-        """One server-engine turn with text input."""
+        """One server-engine turn with text input.
+
+        Raises:
+            SessiondError: Besides the claim's errors, the engine's failures
+                (``EngineTimeout``, ``EngineRateLimited``...), also when a
+                retry with the same request id finds the turn that failed.
+        """
         if len(text) > self._ctx.limits.max_text_chars:
             raise InvalidArgument("text is too long", field="text")
         if not text:
             raise InvalidArgument("text is required", field="text")
         chosen = self._ctx.engines.get(engine)
+        resolve_model(chosen, model)
         if getattr(chosen, "instant", False) and checkpoint == "NONE":
             fast = await self._optimistic_chat(keys, session_id, agent_id, text, chosen, request_id)
             if fast is not None:
-                return fast
+                return _raise_failed(fast)
         opened = await self.open(
             keys,
             OpenRequest(
@@ -172,11 +213,12 @@ class TurnService:
                 engine=chosen.name,
                 checkpoint=checkpoint,
                 request_id=request_id,
+                model=model,
             ),
         )
         if isinstance(opened, TurnOutcome):
-            return opened
-        return await self.run_engine(opened, chosen)
+            return _raise_failed(opened)
+        return await self.run_engine(opened, chosen, options=TurnOptions(model=model))
 
     async def _optimistic_chat(
         self,
@@ -257,39 +299,46 @@ class TurnService:
             ),
         )
         if isinstance(opened, TurnOutcome):
-            return opened
+            return _raise_failed(opened)
         return await self.run_engine(opened, self._ctx.engines.get(opened.turn.engine))
 
-    async def run_engine(self, active: ActiveTurn, engine: Engine) -> TurnOutcome:
-        """Runs a server-side engine for an open turn and finishes it."""
+    async def run_engine(
+        self,
+        active: ActiveTurn,
+        engine: Engine,
+        *,
+        caller: Caller | None = None,
+        options: TurnOptions | None = None,
+        cancel_code: str = "CANCELLED",
+    ) -> TurnOutcome:
+        """Runs a server-side engine's tool loop for an open turn until it ends.
+
+        Args:
+            active: The claimed turn.
+            engine: The turn's engine.
+            caller: The caller's runtime (a Run stream), which receives text
+                deltas and commit acknowledgements and runs tools; None for
+                Chat and Resume.
+            options: The request's tools and model (a resumed turn falls back
+                to those saved in its snapshot).
+            cancel_code: The turn's error code if the call is cancelled (the
+                caller went away).
+        """
+        run = self._loop.start(active, engine, caller=caller, options=options or TurnOptions())
         try:
-            history = await active.history() if engine.needs_history else []
-            turn = active.turn
-            state = active.head.agents[active.agent_id].state
-            reply = await engine.respond(
-                EngineRequest(
-                    history=history,
-                    turn_messages=list(turn.messages),
-                    input=active.pending_input,
-                    state=dict(state),
-                    reviews=list(turn.reviews),
-                )
-            )
-            for position, message in enumerate(reply.messages):
-                check_message(message, self._ctx.limits, field=f"engine reply {position}")
-            return await active.finish(
-                TurnUpdate(messages=tuple(reply.messages), usage=reply.usage, state=reply.state)
-            )
+            return await run.execute()
         except SessiondError:
-            await active.release("ENGINE_FAILED", "the engine's output could not be committed")
             raise
         except Exception as exc:
-            log.exception("engine %s failed", engine.name)
+            if isinstance(exc, CallerGone):
+                raise
+            log.exception("engine turn of %s failed", engine.name)
             await active.release("ENGINE_FAILED", f"the {engine.name} engine failed")
             raise InternalError(f"the {engine.name} engine failed", engine=engine.name) from exc
         finally:
             if not active.closed:
-                await asyncio.shield(active.release("CANCELLED", "the turn was cancelled"))
+                message = "the caller went away" if caller else "the turn was cancelled"
+                await asyncio.shield(run.abandon(cancel_code, message))
 
     # -- helpers -------------------------------------------------------------
 
@@ -396,7 +445,24 @@ def _shape_new(head: Head, now: datetime, request: OpenRequest, run_id: str, aid
     )
 
 
-def _shape_resume(head: Head, now: datetime, request: OpenRequest, run_id: str) -> None:
+def _raise_failed(outcome: TurnOutcome) -> TurnOutcome:
+    """A replayed server-engine turn that failed raises its error again (same request id)."""
+    error = outcome.turn.error
+    if outcome.turn.status is TurnStatus.ERROR and error is not None:
+        failure = TURN_FAILURES.get(error.code)
+        if failure is not None:
+            raise failure(
+                error.message,
+                session_id=outcome.head.session_id,
+                engine=outcome.turn.engine,
+                replayed="true",
+            )
+    return outcome
+
+
+def _shape_resume(
+    head: Head, now: datetime, request: OpenRequest, run_id: str, engines: EngineRegistry
+) -> None:
     turn = head.open_turn
     if turn is None or turn.status is TurnStatus.RUNNING:
         raise InvalidTransition(
@@ -404,18 +470,21 @@ def _shape_resume(head: Head, now: datetime, request: OpenRequest, run_id: str) 
             session_id=head.session_id,
             status=head.status.value,
         )
-    wants_client = request.engine == CLIENT_ENGINE
-    if wants_client and turn.engine != CLIENT_ENGINE:
-        raise InvalidTransition(
-            f"this turn runs on the {turn.engine} engine; continue it with Resume",
-            session_id=head.session_id,
-            engine=turn.engine,
-        )
-    if not wants_client and turn.engine == CLIENT_ENGINE:
+    if turn.engine == CLIENT_ENGINE and not request.runtime:
         raise RuntimeRequired(
             "this turn runs on the caller's runtime; continue it with Run (open.resume)",
             session_id=head.session_id,
         )
+    if turn.engine != CLIENT_ENGINE:
+        # A server-engine turn resumes through Resume, or through Run when
+        # the caller's runtime must run tools; Run may name its engine or none.
+        if request.engine not in ("", CLIENT_ENGINE, turn.engine):
+            raise InvalidTransition(
+                f"this turn runs on the {turn.engine} engine",
+                session_id=head.session_id,
+                engine=turn.engine,
+            )
+        resolve_model(engines.get(turn.engine), request.model)
     for review_id, decision in request.resolutions:
         record_decision(head, review_id, decision, "", now)
     pending = [review.review_id for review in turn.reviews if review.is_pending(now)]
@@ -427,6 +496,12 @@ def _shape_resume(head: Head, now: datetime, request: OpenRequest, run_id: str) 
         )
     for review in turn.reviews:
         review.decision = review.effective_decision(now)
+    if turn.engine != CLIENT_ENGINE and not request.runtime and needs_runtime(turn):
+        raise RuntimeRequired(
+            "a tool call of this turn must run in the caller's runtime; "
+            "continue it with Run (open.resume)",
+            session_id=head.session_id,
+        )
     turn.status = TurnStatus.RUNNING
     turn.resume_count += 1
     turn.run_id = run_id

@@ -70,6 +70,59 @@ class Settings(BaseSettings):
         10.0, gt=0, description="how often readiness re-checks the store"
     )
 
+    # -- server-side engines (docs/engines.md) ------------------------------------------
+    engine: str | None = Field(
+        None, description="the default engine, e.g. openai or bedrock (wins over default_engine)"
+    )
+    model: str | None = Field(
+        None, description="model of the engines configured by flags (openai, and bedrock)"
+    )
+    allowed_models: str = Field(
+        "", description="comma-separated models a request may pick instead of --model"
+    )
+    openai_base_url: str | None = Field(
+        None,
+        description="OpenAI-compatible endpoint (e.g. http://localhost:11434/v1 for Ollama); "
+        "configures the openai engine",
+    )
+    openai_api_key: SecretStr | None = Field(
+        None, description="API key of the openai engine (default $OPENAI_API_KEY; Ollama: none)"
+    )
+    openai_api_key_file: str | None = Field(
+        None, description="file holding the openai engine's API key (a mounted secret)"
+    )
+    bedrock_region: str | None = Field(
+        None, description="AWS region of the bedrock engine (configures it)"
+    )
+    bedrock_endpoint: str | None = Field(None, description="Bedrock runtime endpoint URL override")
+    bedrock_model: str | None = Field(
+        None, description="model id of the bedrock engine (default --model; configures it)"
+    )
+    max_tokens: int | None = Field(None, ge=1, description="most tokens a model answer may have")
+    temperature: float | None = Field(None, ge=0, le=2, description="model sampling temperature")
+    system_prompt: str | None = Field(None, description="system prompt of the flag engines")
+    engine_timeout_seconds: float = Field(
+        120.0, gt=0, le=3600, description="how long a model may stay silent before ENGINE_TIMEOUT"
+    )
+    engine_max_retries: int = Field(
+        2, ge=0, le=10, description="retries of a model call on rate limits and server errors"
+    )
+    context_window_messages: int = Field(
+        0, ge=0, description="history messages sent to the model at most (0: all)"
+    )
+    context_window_tokens: int = Field(
+        0, ge=0, description="history tokens (estimated) sent to the model at most (0: all)"
+    )
+    max_tool_rounds: int = Field(
+        16, ge=1, le=1000, description="model responses with tool calls allowed per turn"
+    )
+    tool_result_timeout_seconds: float = Field(
+        300.0, gt=0, le=86400, description="how long the caller may take to return tool results"
+    )
+    engines_file: str | None = Field(
+        None, description="YAML or JSON file of named engines (docs/engines.md)"
+    )
+
     @field_validator("listen")
     @classmethod
     def _check_listen(cls, value: str) -> str:
@@ -82,7 +135,21 @@ class Settings(BaseSettings):
         """The settings as logged: secrets masked."""
         values = self.model_dump()
         values["page_token_secret"] = "***" if self.page_token_secret else ""
+        values["openai_api_key"] = "***" if self.openai_api_key else None
+        for name in ("openai_base_url", "bedrock_endpoint"):
+            values[name] = _without_userinfo(values[name])
         return values
+
+
+def _without_userinfo(url: str | None) -> str | None:
+    """A URL with any ``user:password@`` masked (an endpoint may embed credentials)."""
+    if not url or "@" not in url:
+        return url
+    scheme, sep, rest = url.partition("://")
+    authority, slash, path = rest.partition("/")
+    if "@" not in authority:
+        return url
+    return f"{scheme}{sep}***@{authority.rsplit('@', 1)[1]}{slash}{path}"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
