@@ -3,7 +3,7 @@
 A store answering every request in 0.2 s makes a Chat take about half a
 second. With the limit at ``LIMIT``, ``LIMIT + EXTRA`` concurrent Chats (on
 distinct, warmed sessions: no contention) must give ``EXTRA`` fast
-``RESOURCE_EXHAUSTED`` (gRPC's own limiter) while the accepted ones finish in
+``RESOURCE_EXHAUSTED`` / ``OVERLOADED`` while the accepted ones finish in
 about the time of a Chat alone. Then waves of calls far beyond the limit must
 not grow the process's memory.
 """
@@ -101,9 +101,9 @@ async def test_calls_beyond_the_limit_are_refused_fast(serve) -> None:
             f"{max(refused) * 1000:.1f} ms (max); accepted "
             f"in {min(accepted):.2f}-{max(accepted):.2f}s vs {baseline:.2f}s for a Chat alone"
         )
-        # gRPC's limiter counts every call, health checks included: a probe
-        # during a burst is refused like any call (reported, not asserted).
+        # Health checks are exempt from the limit: probes keep passing.
         print(f"a health check while the {LIMIT} slots are busy: {probe}")
+        assert probe == "SERVING"
         assert codes == {"OK": LIMIT, "RESOURCE_EXHAUSTED": EXTRA}
         assert statistics.median(refused) < 0.1
         assert max(refused) < 0.25

@@ -7,6 +7,7 @@ Tests call :func:`build_server` with a fake store, a manual clock and port 0;
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from sessiond.server.api.calls import SingleTenant, Tenancy
+from sessiond.server.api.calls import Admission, SingleTenant, Tenancy
 from sessiond.server.api.servicer import Domain, SessionServicer
 from sessiond.server.domain.adoption import Adoption
 from sessiond.server.domain.clock import Clock, IdSource, SystemClock, default_replica_id
@@ -109,7 +110,13 @@ class Server:
         await self.grpc_server.stop(grace)
         # Calls still running at the end of the grace period were cancelled;
         # release the leases of their turns now rather than let them expire.
-        await self.context.active_turns.release_all("SHUTDOWN", "the server shut down")
+        # Bounded: a store that hangs must not keep the process alive past
+        # its grace period (an unreleased lease just expires).
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                self.context.active_turns.release_all("SHUTDOWN", "the server shut down"),
+                timeout=max(1.0, min(grace, 5.0)),
+            )
         await self.servicer.drain(max(grace, 1.0))
         await self.context.background.drain(max(grace, 1.0))
         await self.context.engines.aclose()
@@ -181,6 +188,7 @@ def build_server(
     servicer = SessionServicer(
         domain,
         tenancy=tenancy or SingleTenant(settings.tenant),
+        admission=Admission(settings.max_concurrent_rpcs),
         observer=metrics,
         bundles=BundleRpc(context),
     )
@@ -192,9 +200,7 @@ def build_server(
         ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
         ("grpc.keepalive_permit_without_calls", 1),
     ]
-    grpc_server = grpc.aio.server(
-        options=options, maximum_concurrent_rpcs=settings.max_concurrent_rpcs
-    )
+    grpc_server = grpc.aio.server(options=options)
     session_service_pb2_grpc.add_SessionServiceServicer_to_server(servicer, grpc_server)
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, grpc_server)

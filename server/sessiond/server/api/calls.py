@@ -25,7 +25,7 @@ from typing import Any, Protocol, TypeVar
 
 import grpc
 
-from sessiond.errors import DeadlineExceeded
+from sessiond.errors import DeadlineExceeded, Overloaded
 from sessiond.server.api.errors import abort, as_domain_error
 from sessiond.server.domain.keys import TenantKeys
 
@@ -62,11 +62,39 @@ class SingleTenant:
         return self.tenant
 
 
+class Admission:
+    """Bounds concurrent SessionService calls; beyond the bound, fail fast.
+
+    gRPC's own ``maximum_concurrent_rpcs`` counts every call, health checks
+    included, so an overloaded server would fail its Kubernetes probes. This
+    counts only SessionService calls, with separate budgets for unary calls
+    and streams (a Run stream holds its slot for its whole life), and refuses
+    extra ones at once with ``RESOURCE_EXHAUSTED`` / ``OVERLOADED``.
+    """
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self._active = {"unary": 0, "stream": 0}
+
+    def enter(self, kind: str) -> None:
+        """Takes a slot or raises ``Overloaded``."""
+        if self.limit is not None and self._active[kind] >= self.limit:
+            raise Overloaded(
+                "too many concurrent calls; retry shortly", limit=self.limit, kind=kind
+            )
+        self._active[kind] += 1
+
+    def leave(self, kind: str) -> None:
+        """Gives a slot back."""
+        self._active[kind] -= 1
+
+
 class CallHost(Protocol):
     """What a servicer provides to the wrappers."""
 
     tenancy: Tenancy
     observer: RpcObserver
+    admission: Admission
 
 
 R = TypeVar("R")
@@ -130,8 +158,10 @@ def unary(
         @functools.wraps(fn)
         async def handler(self: CallHost, request: Any, context: grpc.aio.ServicerContext) -> R:
             current_method.set(name)
-            started, code = time.perf_counter(), "OK"
+            started, code, admitted = time.perf_counter(), "OK", False
             try:
+                self.admission.enter("unary")
+                admitted = True
                 keys = _keys(self, context)
                 return await within_deadline(
                     fn(self, request, context, keys), handler_budget(context)
@@ -145,6 +175,8 @@ def unary(
                 await abort(context, error)
                 raise  # abort raises; this line is never reached
             finally:
+                if admitted:
+                    self.admission.leave("unary")
                 self.observer.rpc_done(name, code, time.perf_counter() - started)
 
         return handler
@@ -163,8 +195,10 @@ def streaming(
             self: CallHost, request: Any, context: grpc.aio.ServicerContext
         ) -> AsyncIterator[Any]:
             current_method.set(name)
-            started, code = time.perf_counter(), "OK"
+            started, code, admitted = time.perf_counter(), "OK", False
             try:
+                self.admission.enter("stream")
+                admitted = True
                 async for item in fn(self, request, context, _keys(self, context)):
                     yield item
             except grpc.aio.AbortError:
@@ -174,6 +208,8 @@ def streaming(
                 code = error.code
                 await abort(context, error)
             finally:
+                if admitted:
+                    self.admission.leave("stream")
                 self.observer.rpc_done(name, code, time.perf_counter() - started)
 
         return handler

@@ -9,7 +9,7 @@ import grpc
 
 from sessiond.errors import InvalidArgument
 from sessiond.server.api import convert
-from sessiond.server.api.calls import RpcObserver, Tenancy, streaming, unary
+from sessiond.server.api.calls import Admission, RpcObserver, Tenancy, streaming, unary
 from sessiond.server.api.run_stream import RunHandler
 from sessiond.server.domain.clock import Clock, IdSource
 from sessiond.server.domain.content import message_text
@@ -51,11 +51,18 @@ class SessionServicer(pb_grpc.SessionServiceServicer):
     """Implements every RPC of SessionService on top of the domain services."""
 
     def __init__(
-        self, domain: Domain, *, tenancy: Tenancy, observer: RpcObserver, bundles=None
+        self,
+        domain: Domain,
+        *,
+        tenancy: Tenancy,
+        observer: RpcObserver,
+        bundles=None,
+        admission: Admission | None = None,
     ) -> None:
         self.domain = domain
         self.tenancy = tenancy
         self.observer = observer
+        self.admission = admission or Admission(None)
         self._run = RunHandler(
             domain.turns,
             engines=domain.engines,

@@ -54,7 +54,12 @@ class Settings(BaseSettings):
     max_receive_bytes: int = Field(
         32 * 1024 * 1024, ge=1024 * 1024, description="largest gRPC request message"
     )
-    max_concurrent_rpcs: int | None = Field(None, ge=1, description="concurrent call limit")
+    max_concurrent_rpcs: int | None = Field(
+        None,
+        ge=1,
+        description="concurrent SessionService calls (and, separately, streams) before"
+        " RESOURCE_EXHAUSTED; health checks are exempt",
+    )
     page_token_secret: SecretStr = Field(
         SecretStr(DEVELOPMENT_TOKEN_SECRET), description="HMAC key of page tokens"
     )
