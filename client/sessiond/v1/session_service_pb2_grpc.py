@@ -151,9 +151,10 @@ class SessionServiceServicer:
 
     def Resume(self, request, context):
         """Continues a hibernated or waiting turn that runs on a server-side engine,
-        optionally recording review decisions first. Turns of engine "client" are
-        resumed with `Run` (`RunOpen.resume`); `Resume` refuses them with
-        FAILED_PRECONDITION RUNTIME_REQUIRED.
+        optionally recording review decisions first. Turns of engine "client",
+        and server-engine turns with an approved or edited tool call that the
+        caller's runtime must run, are resumed with `Run` (`RunOpen.resume`);
+        `Resume` refuses them with FAILED_PRECONDITION RUNTIME_REQUIRED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -7,17 +7,19 @@
 // | code                | reasons                                                        |
 // |---------------------|----------------------------------------------------------------|
 // | INVALID_ARGUMENT    | INVALID_ID, INVALID_ARGUMENT, INVALID_CONTENT, MESSAGE_TOO_LARGE, |
-// |                     | INVALID_PAGE_TOKEN, BUNDLE_INVALID                              |
+// |                     | INVALID_PAGE_TOKEN, BUNDLE_INVALID, CONTEXT_TOO_LONG            |
 // | NOT_FOUND           | SESSION_NOT_FOUND, REVIEW_NOT_FOUND                             |
 // | ALREADY_EXISTS      | SESSION_ALREADY_EXISTS                                          |
 // | FAILED_PRECONDITION | INVALID_TRANSITION, SESSION_ARCHIVED, REVIEWS_PENDING,          |
-// |                     | FINGERPRINT_MISMATCH, RUNTIME_REQUIRED                          |
+// |                     | FINGERPRINT_MISMATCH, RUNTIME_REQUIRED, ENGINE_UNAUTHORIZED,    |
+// |                     | ENGINE_REJECTED                                                 |
 // | ABORTED             | SESSION_BUSY (metadata lease_expire_time), SESSION_FENCED,      |
 // |                     | ETAG_MISMATCH, CONCURRENT_MODIFICATION                          |
 // | DATA_LOSS           | CORRUPT_OBJECT                                                  |
-// | UNAVAILABLE         | STORE_UNAVAILABLE, COMMIT_UNKNOWN, SHUTTING_DOWN                |
-// | DEADLINE_EXCEEDED   | DEADLINE_EXCEEDED                                               |
-// | RESOURCE_EXHAUSTED  | OVERLOADED                                                      |
+// | UNAVAILABLE         | STORE_UNAVAILABLE, COMMIT_UNKNOWN, ENGINE_UNAVAILABLE           |
+// | DEADLINE_EXCEEDED   | DEADLINE_EXCEEDED, ENGINE_TIMEOUT, TOOL_RESULT_TIMEOUT          |
+// | RESOURCE_EXHAUSTED  | OVERLOADED, ENGINE_RATE_LIMITED, TOOL_ROUNDS_EXCEEDED           |
+// | UNAUTHENTICATED     | UNAUTHENTICATED                                                 |
 // | INTERNAL            | INTERNAL                                                        |
 //
 // Mutations take a `request_id` (1-128 characters of [A-Za-z0-9._:-]); a retry
@@ -1992,9 +1994,10 @@ export const SessionService: GenService<{
   },
   /**
    * Continues a hibernated or waiting turn that runs on a server-side engine,
-   * optionally recording review decisions first. Turns of engine "client" are
-   * resumed with `Run` (`RunOpen.resume`); `Resume` refuses them with
-   * FAILED_PRECONDITION RUNTIME_REQUIRED.
+   * optionally recording review decisions first. Turns of engine "client",
+   * and server-engine turns with an approved or edited tool call that the
+   * caller's runtime must run, are resumed with `Run` (`RunOpen.resume`);
+   * `Resume` refuses them with FAILED_PRECONDITION RUNTIME_REQUIRED.
    *
    * @generated from rpc sessiond.v1.SessionService.Resume
    */
