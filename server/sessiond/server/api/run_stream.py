@@ -27,7 +27,7 @@ import grpc
 
 from sessiond.errors import InvalidArgument, MessageTooLarge, SessiondError
 from sessiond.server.api import convert
-from sessiond.server.api.content_codec import message_to_dict
+from sessiond.server.api.content_codec import message_from_dict, message_to_dict
 from sessiond.server.api.stream_caller import StreamCaller, tools_from_pb
 from sessiond.server.domain.clock import Clock, IdSource
 from sessiond.server.domain.engine_calls import CallerGone, TurnOptions
@@ -40,6 +40,7 @@ from sessiond.server.domain.turn_service import OpenRequest, TurnService
 from sessiond.server.domain.turns import ActiveTurn, SnapshotInput, TurnOutcome, TurnUpdate
 from sessiond.server.domain.validation import parse_json, parse_json_object
 from sessiond.server.domain.views import view_of_head
+from sessiond.v1 import content_pb2
 from sessiond.v1 import session_service_pb2 as pb
 
 log = logging.getLogger("sessiond.run")
@@ -208,6 +209,16 @@ class RunHandler:
             reviews=[convert.review_pb(head.session_id, r, now) for r in active.turn.reviews],
             history_message_count=len(history),
         )
+        if active.pending_input is not None:
+            # Recorded with the turn's first commit, at the next index.
+            started.input.CopyFrom(
+                content_pb2.SessionMessage(
+                    agent_id=active.agent_id,
+                    index=head.agents[active.agent_id].message_count,
+                    message=message_from_dict(active.pending_input),
+                    turn_id=active.turn.turn_id,
+                )
+            )
         snapshot = await active.snapshot()
         if snapshot is not None:
             data, content_type = snapshot

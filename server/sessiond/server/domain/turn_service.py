@@ -17,6 +17,7 @@ from sessiond.errors import (
     SessionArchived,
     SessiondError,
     SessionFenced,
+    Unavailable,
 )
 from sessiond.server.domain import strands
 from sessiond.server.domain.claims import Replay, claim
@@ -449,14 +450,17 @@ def _raise_failed(outcome: TurnOutcome) -> TurnOutcome:
     """A replayed server-engine turn that failed raises its error again (same request id)."""
     error = outcome.turn.error
     if outcome.turn.status is TurnStatus.ERROR and error is not None:
-        failure = TURN_FAILURES.get(error.code)
-        if failure is not None:
-            raise failure(
-                error.message,
-                session_id=outcome.head.session_id,
-                engine=outcome.turn.engine,
-                replayed="true",
-            )
+        # Never answer OK for a turn that failed: an engine failure comes back
+        # as itself; anything else (the lease expired, the store failed...)
+        # as UNAVAILABLE, so the caller knows to look or try again.
+        failure = TURN_FAILURES.get(error.code, Unavailable)
+        raise failure(
+            error.message,
+            session_id=outcome.head.session_id,
+            engine=outcome.turn.engine,
+            turn_error=error.code,
+            replayed="true",
+        )
     return outcome
 
 

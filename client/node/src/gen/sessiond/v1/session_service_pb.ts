@@ -745,7 +745,9 @@ export type RunStarted = Message<"sessiond.v1.RunStarted"> & {
   historyMessageCount: bigint;
 
   /**
-   * The recorded input of this turn (already part of the history).
+   * The input of a new turn, with the index it is recorded at by the turn's
+   * first commit (an append, finish or hibernate). Unset when resuming (the
+   * turn's input is already in the history).
    *
    * @generated from field: sessiond.v1.SessionMessage input = 7;
    */
