@@ -218,3 +218,13 @@ async def test_client_options_and_per_call_timeout(served) -> None:
         started = await client.start(timeout=None)
         assert started.session.session_id.startswith("s-")
         assert (await client.get(started.session.session_id, timeout=2)).session_id
+
+
+async def test_a_single_string_or_message_is_one_message(served) -> None:
+    client = served.client
+    await client.start("single")
+    async with client.run("single", "hi") as turn:
+        ack = await turn.append("one string")
+        assert [m.message.content[0].text for m in ack.messages] == ["hi", "one string"]
+        ended = await turn.finish(text_message("assistant", "one message"))
+    assert ended.session.message_count == 3

@@ -29,11 +29,14 @@ def turn_update(
     """A ``TurnUpdate``.
 
     Args:
-        messages: Messages to append, in order; a string is an assistant text message.
+        messages: Messages to append, in order; a string is an assistant text
+            message. A single message (or string) may be given on its own.
         state: The agent's new state (JSON object); unchanged when None.
         events: Timeline events (see :func:`sessiond.client.messages.event`).
         usage: ``(input_tokens, output_tokens)`` to add.
     """
+    if isinstance(messages, str | content_pb2.Message):
+        messages = [messages]  # one message, not an iterable of characters / fields
     update = pb.TurnUpdate(
         messages=[text_message("assistant", m) if isinstance(m, str) else m for m in messages],
         events=list(events),
