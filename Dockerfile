@@ -3,7 +3,8 @@
 # The sessiond server image.
 #
 #   docker build -t sessiond:0.1.0 .            (or: buildah build / podman build)
-#   docker run -p 50051:50051 -p 9464:9464 sessiond:0.1.0
+#   docker run -e SESSIOND_ALLOW_INSECURE=true -p 127.0.0.1:50051:50051 -p 9464:9464 sessiond:0.1.0
+#   (plaintext on 0.0.0.0 is refused unless allowed; see docs/security.md for TLS)
 #
 # Without flags it serves the embedded local-directory store in /var/lib/sessiond;
 # point it at a bucket with SESSIOND_STORE=s3://bucket/prefix (every setting is a

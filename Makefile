@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TOOLS_STAMP := tools/node_modules/.installed
 
-.PHONY: run test setup lint protos pytest clean
+.PHONY: run test setup lint protos pytest bench clean
 
 run: $(STAMP)
 	$(BIN)/sessiond serve
@@ -43,6 +43,9 @@ protos: $(STAMP)
 
 pytest: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) tools/node_modules .pytest_cache client/node/node_modules client/node/dist

@@ -7,9 +7,10 @@ not use it: the Helm chart uses native ``grpc:`` probes.
 
     grpc_health_check.py [--address HOST:PORT] [--service NAME] [--timeout SECONDS]
 
-The address defaults to 127.0.0.1 and the port of ``SESSIOND_LISTEN`` (the
-server's own listen setting; 50051 when unset). The service defaults to ``""``:
-the whole server, which stays SERVING through a storage outage; pass
+The address defaults to 127.0.0.1 and the port of ``SESSIOND_HEALTH_LISTEN``
+(the plaintext health-only listener, used when TLS is on) or else of
+``SESSIOND_LISTEN`` (the server's own listen setting; 50051 when unset). The
+service defaults to ``""``: the whole server, which stays SERVING through a storage outage; pass
 ``--service sessiond.v1.SessionService`` for readiness (follows the store).
 Exit status: 0 SERVING, 1 anything else (not serving, unreachable, timeout).
 """
@@ -22,8 +23,12 @@ import sys
 
 
 def default_address() -> str:
-    """127.0.0.1 and the port of ``SESSIOND_LISTEN``."""
-    listen = os.environ.get("SESSIOND_LISTEN", "") or "0.0.0.0:50051"
+    """127.0.0.1 and the port of the health listener, else of ``SESSIOND_LISTEN``."""
+    listen = (
+        os.environ.get("SESSIOND_HEALTH_LISTEN", "")
+        or os.environ.get("SESSIOND_LISTEN", "")
+        or "0.0.0.0:50051"
+    )
     _, _, port = listen.rpartition(":")
     return f"127.0.0.1:{port}"
 

@@ -156,9 +156,16 @@ def test_grpc_probes(newest, name: str) -> None:
     grpc_port = int(env["SESSIOND_LISTEN"].rpartition(":")[2])
     ports = {port["name"]: port["containerPort"] for port in container["ports"]}
     assert ports["grpc"] == grpc_port
+    # With TLS (kubelet's probes cannot do TLS) the probes use the plaintext
+    # health-only port the server opens; otherwise the API port.
+    probe_port = grpc_port
+    if "SESSIOND_HEALTH_LISTEN" in env:
+        probe_port = int(env["SESSIOND_HEALTH_LISTEN"].rpartition(":")[2])
+        assert ports["health"] == probe_port != grpc_port
+    assert ("SESSIOND_TLS_CERT_FILE" in env) <= ("health" in ports)
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
         assert set(container[probe]) >= {"grpc"} and "exec" not in container[probe]
-        assert container[probe]["grpc"]["port"] == grpc_port
+        assert container[probe]["grpc"]["port"] == probe_port
     # Liveness and startup check the process, which a storage outage leaves
     # SERVING; readiness checks the service that follows the store.
     assert container["livenessProbe"]["grpc"]["service"] == ""
@@ -249,8 +256,13 @@ def test_no_secret_values_inlined(newest, name: str) -> None:
             if SECRETISH.search(entry["name"]):
                 assert "value" not in entry, f"{entry['name']} is inlined"
                 assert "secretKeyRef" in entry["valueFrom"], entry
+    # Paths of files in mounted Secrets (SESSIOND_AUTH_TOKENS_FILE...) are
+    # settings, not secrets: allowed when they point into a mounted Secret.
+    secret_mounts = mounted_secret_paths(docs)
     for config in find(docs, "ConfigMap"):
-        for key in config["data"]:
+        for key, value in config["data"].items():
+            if key.endswith("_FILE") and any(value.startswith(m + "/") for m in secret_mounts):
+                continue
             assert not SECRETISH.search(key), f"{key} in ConfigMap {config['metadata']['name']}"
     # The only Secrets the chart makes: a generated page-token key (not from
     # values) and, in development mode only, moto's dummy credentials.
@@ -268,6 +280,16 @@ def test_no_secret_values_inlined(newest, name: str) -> None:
                 "AWS_ACCESS_KEY_ID": "testing",
                 "AWS_SECRET_ACCESS_KEY": "testing",
             }
+
+
+def mounted_secret_paths(docs: list[dict[str, Any]]) -> set[str]:
+    """Mount paths (no trailing slash) of the server container's Secret volumes."""
+    volumes = {v["name"]: v for v in pod_spec(docs)["volumes"]}
+    return {
+        mount["mountPath"].rstrip("/")
+        for mount in server_container(docs).get("volumeMounts", [])
+        if "secret" in volumes.get(mount["name"], {})
+    }
 
 
 def test_generated_page_token_key_is_random(helm_path: Path) -> None:
@@ -313,6 +335,15 @@ def test_auth_and_tls_secrets_are_mounted_read_only(newest) -> None:
     assert volumes["tls"]["secret"]["secretName"] == "sessiond-tls"
     assert mounts["tls"]["mountPath"] == "/etc/sessiond/certs" and mounts["tls"]["readOnly"]
     assert "auth-tokens" not in {v["name"] for v in pod_spec(newest["default-values"])["volumes"]}
+    # The server reads the mounted files.
+    env = server_environment(docs)
+    assert env["SESSIOND_TLS_CERT_FILE"] == "/etc/sessiond/certs/tls.crt"
+    assert env["SESSIOND_TLS_KEY_FILE"] == "/etc/sessiond/certs/tls.key"
+    assert env["SESSIOND_TLS_CLIENT_CA_FILE"] == "/etc/sessiond/certs/ca.crt"
+    assert env["SESSIOND_AUTH_TOKENS_FILE"] == "/etc/sessiond/auth/tokens"
+    assert env["SESSIOND_AUTH_JWKS_FILE"] == "/etc/sessiond/auth/jwks.json"
+    assert env["SESSIOND_AUTH_JWT_TENANT_CLAIM"] == "org"
+    assert "SESSIOND_ALLOW_INSECURE" not in env
 
 
 # ---- workload shape ---------------------------------------------------------
@@ -425,6 +456,10 @@ def test_config_changes_roll_the_pods(helm_path: Path) -> None:
 
 
 def test_network_policy(newest) -> None:
+    # With TLS the probes' plaintext health port is open to any source (the
+    # kubelet probes from the node); it answers grpc.health.v1 only.
+    tls = one(newest["tls-values"], "NetworkPolicy")["spec"]
+    assert {"ports": [{"port": "health", "protocol": "TCP"}]} in tls["ingress"]
     production = one(newest["production-irsa-values"], "NetworkPolicy")["spec"]
     assert production["policyTypes"] == ["Ingress", "Egress"]
     grpc_rule, metrics_rule = production["ingress"]
@@ -528,7 +563,7 @@ def test_dev_mode_script_fails_when_moto_never_answers() -> None:
     assert result.returncode != 0 and "cannot create bucket b" in result.stderr
 
 
-@pytest.mark.parametrize("name", ["dev-moto-values", "default-values"])
+@pytest.mark.parametrize("name", ["dev-moto-values", "default-values", "tls-values"])
 def test_notes_tell_how_to_reach_the_service(helm_path: Path, name: str) -> None:
     result = helm(
         "install",
@@ -543,6 +578,14 @@ def test_notes_tell_how_to_reach_the_service(helm_path: Path, name: str) -> None
     assert "rel-sessiond.agents.svc.cluster.local:50051" in notes
     assert "kubectl port-forward -n agents service/rel-sessiond" in notes
     assert ("NOT FOR PRODUCTION" in notes) == (name == "dev-moto-values")
+    plaintext = "tls-values" not in name
+    assert ("served in PLAINTEXT" in notes) == plaintext
+    assert ("grpcurl -plaintext" in notes) == plaintext
+    assert ("authentication is OFF" in notes) == plaintext
+    if not plaintext:
+        assert "mutual TLS, bearer tokens" in notes
+        assert "plaintext health-only port 8081" in notes
+        assert "-cacert ca.crt -cert client.crt -key client.key" in notes
 
 
 # ---- the schema rejects bad values ------------------------------------------
@@ -583,6 +626,32 @@ BAD_VALUES = {
     "tls without its Secret": ({"tls": {"enabled": True}}, "/tls/existingSecret'"),
     "relative mount path": ({"auth": {"mountPath": "etc/auth"}}, "/auth/mountPath'"),
     "max receive below 1 MiB": ({"server": {"maxReceiveBytes": 1000}}, "/server/maxReceiveBytes'"),
+    "inline bearer token": ({"auth": {"token": "abc"}}, "additional properties 'token'"),
+    "inline JWT secret": ({"auth": {"jwt": {"secret": "abc"}}}, "additional properties 'secret'"),
+    "auth without a token source": (
+        {"auth": {"enabled": True, "existingSecret": "a", "tokensFileKey": ""}},
+        "auth.enabled needs auth.tokensFileKey or a JWT key",
+    ),
+    "JWT without an audience": (
+        {"auth": {"enabled": True, "existingSecret": "a", "jwt": {"jwksFileKey": "j"}}},
+        "auth.jwt needs auth.jwt.audience",
+    ),
+    "HS256 among the asymmetric algorithms": (
+        {"auth": {"jwt": {"algorithms": "RS256,HS256"}}},
+        "/auth/jwt/algorithms'",
+    ),
+    "TLS reload beyond the server's limit": (
+        {"tls": {"reloadSeconds": 90000}},
+        "/tls/reloadSeconds'",
+    ),
+    "mutual TLS without TLS": (
+        {"tls": {"clientAuth": {"enabled": True}}},
+        "tls.clientAuth.enabled (mutual TLS) needs tls.enabled",
+    ),
+    "health port on the API port": (
+        {"tls": {"enabled": True, "existingSecret": "t"}, "server": {"healthPort": 50051}},
+        "server.healthPort and server.grpcPort must differ",
+    ),
     "no page-token key": ({"pageTokens": {"generate": False}}, "page tokens need a shared secret"),
     "moto with an endpoint": (
         {"devMode": {"moto": {"enabled": True}}, "store": {"endpoint": "http://x:1"}},

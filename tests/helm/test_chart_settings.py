@@ -53,7 +53,23 @@ VALUE_SETTINGS = {
     ("server", "maxReceiveBytes"): "max_receive_bytes",
     ("server", "maxConcurrentRpcs"): "max_concurrent_rpcs",
     ("engines", "default"): "default_engine",
+    ("tls", "reloadSeconds"): "tls_reload_seconds",
+    ("auth", "reloadSeconds"): "auth_reload_seconds",
+    ("auth", "exemptHealth"): "auth_exempt_health",
+    ("auth", "exemptReflection"): "auth_exempt_reflection",
+    ("auth", "jwt", "audience"): "auth_jwt_audience",
+    ("auth", "jwt", "issuer"): "auth_jwt_issuer",
+    ("auth", "jwt", "tenantClaim"): "auth_jwt_tenant_claim",
+    ("auth", "jwt", "algorithms"): "auth_jwt_algorithms",
+    ("auth", "jwt", "leewaySeconds"): "auth_jwt_leeway_seconds",
 }
+
+
+def set_value(values: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    """Sets ``values[path[0]][path[1]]... = value``, making the dicts on the way."""
+    for key in path[:-1]:
+        values = values.setdefault(key, {})
+    values[path[-1]] = value
 
 
 def served_settings(docs: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> Settings:
@@ -85,6 +101,9 @@ def assert_bindable(settings: Settings) -> None:
     server = grpc.server(ThreadPoolExecutor(max_workers=1))
     try:
         assert server.add_insecure_port(f"{host}:0") > 0  # as app.Server.start binds it
+        if settings.health_listen:  # the plaintext health-only server, the same way
+            health_host = settings.health_listen.rpartition(":")[0]
+            assert server.add_insecure_port(f"{health_host}:0") > 0
     finally:
         server.stop(None)
     if settings.metrics_listen:  # as main.serve starts the metrics endpoint
@@ -117,6 +136,13 @@ def test_rendered_settings_load_and_match_the_pod(
         assert settings.metrics_listen.rpartition(":")[2] == str(ports["metrics"])
     else:
         assert settings.metrics_listen == ""  # off
+    if "health" in ports:  # the probes' plaintext port: TLS, or health behind tokens
+        assert settings.health_listen.rpartition(":")[2] == str(ports["health"])
+        assert settings.tls_cert_file or not settings.auth_exempt_health
+    else:
+        assert settings.health_listen == ""
+    # TLS, or plaintext on the pod address by the chart's explicit choice.
+    assert bool(settings.tls_cert_file) != settings.allow_insecure
     assert settings.store.startswith("s3://")
     assert settings.replica_id == POD_NAME
     assert_bindable(settings)
@@ -143,22 +169,70 @@ def test_every_value_reaches_its_setting(helm_path: Path, monkeypatch) -> None:
         ("server", "maxReceiveBytes"): 33554433,
         ("server", "maxConcurrentRpcs"): 77,
         ("engines", "default"): "engine-9",
+        ("tls", "reloadSeconds"): 45.5,
+        ("auth", "reloadSeconds"): 2.5,
+        ("auth", "exemptHealth"): False,
+        ("auth", "exemptReflection"): True,
+        ("auth", "jwt", "audience"): "aud-9",
+        ("auth", "jwt", "issuer"): "https://issuer-9.example/",
+        ("auth", "jwt", "tenantClaim"): "org_9",
+        ("auth", "jwt", "algorithms"): "ES256, EdDSA",
+        ("auth", "jwt", "leewaySeconds"): 12.5,
     }
     assert set(distinct) == set(VALUE_SETTINGS)
     values: dict[str, Any] = {
         "store": {"bucket": "bkt", "prefix": "/a/b/", "region": "eu-north-1"},
-        "server": {"grpcPort": 6000, "listenHost": "[::]"},
+        "server": {"grpcPort": 6000, "listenHost": "[::]", "healthPort": 6002},
         "metrics": {"port": 6001},
+        "tls": {"enabled": True, "existingSecret": "tls-9", "mountPath": "/tls9/"},
+        "auth": {
+            "enabled": True,
+            "existingSecret": "auth-9",
+            "mountPath": "/auth9",
+            "tokensFileKey": "tokens.txt",
+            "jwt": {"keyFileKey": "key.pem", "jwksFileKey": "keys.json", "secretFileKey": "hs"},
+        },
     }
-    for (section, key), value in distinct.items():
-        values.setdefault(section, {})[key] = value
+    for path, value in distinct.items():
+        set_value(values, path, value)
     settings = served_settings(render(values=values), monkeypatch)
     for path, setting in VALUE_SETTINGS.items():
         assert getattr(settings, setting) == distinct[path], setting
     assert settings.store == "s3://bkt/a/b"
     assert settings.s3_region == "eu-north-1" and settings.s3_endpoint is None
     assert (settings.listen, settings.metrics_listen) == ("[::]:6000", ":::6001")
+    assert settings.health_listen == "[::]:6002"
+    # The files the server reads are the mounted Secrets' keys.
+    assert (settings.tls_cert_file, settings.tls_key_file) == ("/tls9/tls.crt", "/tls9/tls.key")
+    assert settings.tls_client_ca_file is None and settings.allow_insecure is False
+    assert settings.auth_tokens_file == "/auth9/tokens.txt"
+    assert settings.auth_jwt_key_file == "/auth9/key.pem"
+    assert settings.auth_jwks_file == "/auth9/keys.json"
+    assert settings.auth_jwt_secret_file == "/auth9/hs"
     assert_bindable(settings)
+
+
+def test_security_defaults_and_mutual_tls_reach_the_server(helm_path: Path, monkeypatch) -> None:
+    plain = served_settings(render(values={"store": {"bucket": "bkt"}}), monkeypatch)
+    # Plaintext on a pod address is the chart's explicit choice (tls.enabled=false).
+    assert plain.allow_insecure is True and plain.tls_cert_file is None
+    assert plain.health_listen == "" and plain.auth_tokens_file is None
+    for name in ("auth_jwt_key_file", "auth_jwks_file", "auth_jwt_secret_file"):
+        assert getattr(plain, name) is None
+    mutual = {
+        "store": {"bucket": "bkt"},
+        "tls": {
+            "enabled": True,
+            "existingSecret": "tls",
+            "clientAuth": {"enabled": True, "existingSecret": "client-ca", "caKey": "bundle.pem"},
+        },
+    }
+    settings = served_settings(render(values=mutual), monkeypatch)
+    assert settings.tls_client_ca_file == "/etc/sessiond/client-ca/bundle.pem"
+    assert settings.allow_insecure is False and settings.health_listen == "0.0.0.0:8081"
+    del mutual["tls"]["clientAuth"]["existingSecret"]
+    settings = served_settings(render(values=mutual), monkeypatch)
+    assert settings.tls_client_ca_file == "/etc/sessiond/tls/bundle.pem"
 
 
 def test_schema_bounds_are_the_settings_bounds(schema) -> None:
@@ -168,8 +242,10 @@ def test_schema_bounds_are_the_settings_bounds(schema) -> None:
         annotated_types.Lt: ("lt", "exclusiveMaximum"),
         annotated_types.Le: ("le", "maximum"),
     }
-    for (section, key), setting in VALUE_SETTINGS.items():
-        node = schema["properties"][section]["properties"][key]
+    for path, setting in VALUE_SETTINGS.items():
+        node = schema
+        for key in path:
+            node = node["properties"][key]
         field = Settings.model_fields[setting]
         types = set(node["type"]) if isinstance(node["type"], list) else {node["type"]}
         base = typing.get_args(field.annotation) or (field.annotation,)
@@ -178,7 +254,7 @@ def test_schema_bounds_are_the_settings_bounds(schema) -> None:
             continue
         base = tuple(t for t in base if t is not type(None))
         # null in the chart means "leave the server's default"
-        expected = {int: "integer", float: "number", str: "string"}[base[0]]
+        expected = {int: "integer", float: "number", str: "string", bool: "boolean"}[base[0]]
         assert expected in types, setting
         bounds = {}
         for constraint in field.metadata:

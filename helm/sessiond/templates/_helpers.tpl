@@ -141,6 +141,26 @@ Store settings, resolved once: development mode points at the moto Service.
 {{- end }}
 {{- end }}
 
+{{/*
+Security: the plaintext health-only port opens when the API port cannot
+answer kubelet's probes (TLS, or health checks that need a token).
+*/}}
+{{- define "sessiond.healthPortEnabled" -}}
+{{- if or .Values.tls.enabled (and .Values.auth.enabled (not .Values.auth.exemptHealth)) }}true{{ end }}
+{{- end }}
+{{- define "sessiond.probePort" -}}
+{{- if include "sessiond.healthPortEnabled" . }}{{ .Values.server.healthPort }}{{ else }}{{ .Values.server.grpcPort }}{{ end }}
+{{- end }}
+{{/* Where the client CA bundle of mutual TLS is read from. */}}
+{{- define "sessiond.clientCaFile" -}}
+{{- $dir := ternary .Values.tls.clientAuth.mountPath .Values.tls.mountPath (ne .Values.tls.clientAuth.existingSecret "") }}
+{{- printf "%s/%s" (trimSuffix "/" $dir) .Values.tls.clientAuth.caKey }}
+{{- end }}
+{{/* A file of the auth Secret: "<mountPath>/<key>". */}}
+{{- define "sessiond.authFile" -}}
+{{- printf "%s/%s" (trimSuffix "/" .root.Values.auth.mountPath) .key }}
+{{- end }}
+
 {{/* terminationGracePeriodSeconds: longer than the server's drain + grace. */}}
 {{- define "sessiond.terminationGracePeriodSeconds" -}}
 {{- $shutdown := addf .Values.server.shutdownDrainSeconds .Values.server.shutdownGraceSeconds }}
@@ -174,6 +194,29 @@ Checks of value combinations the schema cannot express with a clear message.
 {{- end }}
 {{- if and .Values.auth.enabled .Values.tls.enabled (eq (clean .Values.auth.mountPath) (clean .Values.tls.mountPath)) }}
 {{- fail "auth.mountPath and tls.mountPath must differ" }}
+{{- end }}
+{{- if .Values.auth.enabled }}
+{{- $jwt := .Values.auth.jwt }}
+{{- if not (or .Values.auth.tokensFileKey $jwt.keyFileKey $jwt.jwksFileKey $jwt.secretFileKey) }}
+{{- fail "auth.enabled needs auth.tokensFileKey or a JWT key (auth.jwt.keyFileKey, jwksFileKey or secretFileKey)" }}
+{{- end }}
+{{- if and (or $jwt.keyFileKey $jwt.jwksFileKey $jwt.secretFileKey) (not $jwt.audience) }}
+{{- fail "auth.jwt needs auth.jwt.audience: without it a token minted for another service would be accepted" }}
+{{- end }}
+{{- end }}
+{{- if and .Values.tls.clientAuth.enabled (not .Values.tls.enabled) }}
+{{- fail "tls.clientAuth.enabled (mutual TLS) needs tls.enabled" }}
+{{- end }}
+{{- if and .Values.tls.clientAuth.enabled .Values.tls.clientAuth.existingSecret (has (clean .Values.tls.clientAuth.mountPath) (list (clean .Values.tls.mountPath) (clean .Values.auth.mountPath))) }}
+{{- fail "tls.clientAuth.mountPath must differ from tls.mountPath and auth.mountPath" }}
+{{- end }}
+{{- if include "sessiond.healthPortEnabled" . }}
+{{- if eq (int .Values.server.healthPort) (int .Values.server.grpcPort) }}
+{{- fail "server.healthPort and server.grpcPort must differ" }}
+{{- end }}
+{{- if and .Values.metrics.enabled (eq (int .Values.metrics.port) (int .Values.server.healthPort)) }}
+{{- fail "metrics.port and server.healthPort must differ" }}
+{{- end }}
 {{- end }}
 {{- if and .Values.metrics.enabled (eq (int .Values.metrics.port) (int .Values.server.grpcPort)) }}
 {{- fail "metrics.port and server.grpcPort must differ" }}

@@ -18,6 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
+from sessiond.server.api.auth import Authenticator, AuthInterceptor, TokenTenancy, exempt_prefixes
 from sessiond.server.api.calls import Admission, SingleTenant, Tenancy
 from sessiond.server.api.servicer import Domain, SessionServicer
 from sessiond.server.domain.adoption import Adoption
@@ -34,6 +35,7 @@ from sessiond.server.domain.turn_service import TurnService
 from sessiond.server.engines.config import build_registry
 from sessiond.server.ops.metrics import Metrics
 from sessiond.server.ops.settings import Settings
+from sessiond.server.ops.tls import ServerTls
 from sessiond.server.storage.factory import open_store
 from sessiond.server.storage.port import ObjectStore
 from sessiond.v1 import session_service_pb2, session_service_pb2_grpc
@@ -55,6 +57,10 @@ class Server:
         store: The object store.
         context: The domain services' shared dependencies.
         servicer: The SessionService servicer.
+        tls: The TLS credentials of the gRPC port (None: plaintext).
+        authenticator: Checks bearer tokens (None: authentication off).
+        health_server: The plaintext health-only server (``health_listen``), if any.
+        health_port: Its bound port (after ``start``).
     """
 
     grpc_server: grpc.aio.Server
@@ -65,14 +71,27 @@ class Server:
     context: ServiceContext
     servicer: SessionServicer
     port: int = 0
+    tls: ServerTls | None = None
+    authenticator: Authenticator | None = None
+    health_server: grpc.aio.Server | None = None
+    health_port: int = 0
     _health_task: asyncio.Task[None] | None = field(default=None, repr=False)
 
     async def start(self) -> int:
         """Opens the store (which probes conditional writes), binds and starts serving."""
         await self.store.start()
-        self.port = self.grpc_server.add_insecure_port(self.settings.listen)
+        if self.tls is not None:
+            credentials = self.tls.credentials()
+            self.port = self.grpc_server.add_secure_port(self.settings.listen, credentials)
+        else:
+            self.port = self.grpc_server.add_insecure_port(self.settings.listen)
         if self.port == 0:
             raise RuntimeError(f"cannot listen on {self.settings.listen}")
+        if self.health_server is not None:
+            self.health_port = self.health_server.add_insecure_port(self.settings.health_listen)
+            if self.health_port == 0:
+                raise RuntimeError(f"cannot listen on {self.settings.health_listen}")
+            await self.health_server.start()
         await self.grpc_server.start()
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
@@ -108,6 +127,8 @@ class Server:
         if drain > 0:
             await asyncio.sleep(drain)
         await self.grpc_server.stop(grace)
+        if self.health_server is not None:
+            await self.health_server.stop(0)
         # Calls still running at the end of the grace period were cancelled;
         # release the leases of their turns now rather than let them expire.
         # Bounded: a store that hangs must not keep the process alive past
@@ -144,9 +165,13 @@ def build_server(
     same name).
 
     Raises:
-        ValueError: The engine settings are inconsistent (no secret in the message).
+        ValueError: The engine settings are inconsistent, or a TLS, token or key
+            file cannot be read or is invalid (``ConfigurationError``); no
+            secret is in the message.
     """
     metrics = Metrics()
+    tls = ServerTls.from_settings(settings)
+    authenticator = Authenticator.from_settings(settings)
     if store is None:
         store = open_store(
             settings.store,
@@ -187,7 +212,7 @@ def build_server(
 
     servicer = SessionServicer(
         domain,
-        tenancy=tenancy or SingleTenant(settings.tenant),
+        tenancy=tenancy or _tenancy(settings, authenticator),
         admission=Admission(settings.max_concurrent_rpcs),
         observer=metrics,
         bundles=BundleRpc(context),
@@ -200,7 +225,11 @@ def build_server(
         ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
         ("grpc.keepalive_permit_without_calls", 1),
     ]
-    grpc_server = grpc.aio.server(options=options)
+    interceptors = []
+    if authenticator is not None:
+        exempt = exempt_prefixes(settings)
+        interceptors.append(AuthInterceptor(authenticator, exempt=exempt, observer=metrics))
+    grpc_server = grpc.aio.server(options=options, interceptors=interceptors)
     session_service_pb2_grpc.add_SessionServiceServicer_to_server(servicer, grpc_server)
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, grpc_server)
@@ -212,6 +241,11 @@ def build_server(
         ],
         grpc_server,
     )
+    health_server = None
+    if settings.health_listen:
+        # Plaintext and health only: kubelet's gRPC probes cannot do TLS or tokens.
+        health_server = grpc.aio.server(options=options)
+        health_pb2_grpc.add_HealthServicer_to_server(health, health_server)
     return Server(
         grpc_server=grpc_server,
         settings=settings,
@@ -220,4 +254,14 @@ def build_server(
         store=store,
         context=context,
         servicer=servicer,
+        tls=tls,
+        authenticator=authenticator,
+        health_server=health_server,
     )
+
+
+def _tenancy(settings: Settings, authenticator: Authenticator | None) -> Tenancy:
+    """The tenant of a call: from its bearer token when authentication is on."""
+    if authenticator is None:
+        return SingleTenant(settings.tenant)
+    return TokenTenancy(authenticator)

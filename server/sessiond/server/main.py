@@ -5,27 +5,82 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
+from urllib.parse import urlsplit
 
 from prometheus_client import start_http_server
 
-from sessiond.server.app import build_server
+from sessiond.server.app import Server, build_server
 from sessiond.server.ops import logs
+from sessiond.server.ops.security_checks import is_loopback
 from sessiond.server.ops.settings import DEVELOPMENT_TOKEN_SECRET, Settings
 
 log = logging.getLogger("sessiond.server")
 
+#: Exit code of a refused start (bad settings or files), as for invalid flags.
+EXIT_REFUSED = 2
 
-async def serve(settings: Settings) -> None:
-    """Builds, starts and runs the server until a termination signal."""
-    server = build_server(settings)
-    log.info("starting sessiond", extra={"settings": settings.redacted()})
+
+class StartRefused(Exception):
+    """The server will not start with these settings (the message says why)."""
+
+
+def _build(settings: Settings) -> Server:
+    """Builds the server; a configuration problem becomes :class:`StartRefused`."""
+    try:
+        return build_server(settings)
+    except ValueError as error:  # ConfigurationError and engine settings; no secrets inside
+        raise StartRefused(str(error)) from None
+
+
+def _warn_about_exposure(settings: Settings, server: Server) -> None:
+    """Warnings for settings that are allowed but weaken security."""
+    network = not is_loopback(settings.listen.rpartition(":")[0])
     if settings.page_token_secret.get_secret_value() == DEVELOPMENT_TOKEN_SECRET:
         log.warning("page_token_secret is the development default; set SESSIOND_PAGE_TOKEN_SECRET")
+    if network and server.tls is None:
+        log.warning(
+            "serving plaintext gRPC on a network address (allow_insecure): credentials and"
+            " sessions cross the network unencrypted unless a mesh protects them",
+            extra={"listen": settings.listen},
+        )
+    endpoint = urlsplit(settings.s3_endpoint or "")
+    if endpoint.scheme == "http" and not is_loopback(endpoint.hostname or ""):
+        log.warning(
+            "the S3 endpoint is plain http: sessions cross the network unencrypted",
+            extra={"s3_endpoint": f"http://{endpoint.hostname}:{endpoint.port or 80}"},
+        )
+    if network and server.authenticator is None:
+        log.warning(
+            "authentication is off on a network address: every caller is tenant %r",
+            settings.tenant,
+            extra={"listen": settings.listen},
+        )
+
+
+async def serve(settings: Settings) -> None:
+    """Builds, starts and runs the server until a termination signal.
+
+    Raises:
+        StartRefused: A TLS, token or key file (or the engine settings) is not usable.
+    """
+    server = _build(settings)
+    log.info("starting sessiond", extra={"settings": settings.redacted()})
+    _warn_about_exposure(settings, server)
     port = await server.start()
     if settings.metrics_listen:
         host, _, metrics_port = settings.metrics_listen.rpartition(":")
         start_http_server(int(metrics_port), addr=host, registry=server.metrics.registry)
-    log.info("serving", extra={"port": port, "store": settings.store})
+    log.info(
+        "serving",
+        extra={
+            "port": port,
+            "store": settings.store,
+            "tls": "mutual" if server.tls and server.tls.mutual else bool(server.tls),
+            "auth": server.authenticator.sources if server.authenticator else [],
+            "health_port": server.health_port or None,
+        },
+    )
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -37,6 +92,11 @@ async def serve(settings: Settings) -> None:
 
 
 def run(settings: Settings) -> None:
-    """Configures logging and serves (blocking)."""
+    """Configures logging and serves (blocking); exits with code 2 when the start is refused."""
     logs.configure(settings.log_level, settings.log_format)
-    asyncio.run(serve(settings))
+    try:
+        asyncio.run(serve(settings))
+    except StartRefused as refused:
+        log.error("refusing to start", extra={"reason": str(refused)})
+        print(f"sessiond: refusing to start: {refused}", file=sys.stderr)
+        raise SystemExit(EXIT_REFUSED) from None

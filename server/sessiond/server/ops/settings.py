@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from sessiond.server.ops.security_checks import check_security
 
 #: Used only when no secret is configured; fine for one developer, not for production.
 DEVELOPMENT_TOKEN_SECRET = "sessiond-development-page-token-secret"
@@ -23,7 +25,11 @@ class Settings(BaseSettings):
     ``--<name-with-dashes>``.
     """
 
-    model_config = SettingsConfigDict(env_prefix="SESSIOND_", extra="forbid")
+    # hide_input_in_errors: a validation error must not print the inputs, which
+    # include secrets (a model-level error would show all of them).
+    model_config = SettingsConfigDict(
+        env_prefix="SESSIOND_", extra="forbid", hide_input_in_errors=True
+    )
 
     listen: str = Field("127.0.0.1:50051", description="gRPC listen address host:port")
     store: str = Field(
@@ -128,6 +134,73 @@ class Settings(BaseSettings):
         None, description="YAML or JSON file of named engines (docs/engines.md)"
     )
 
+    # -- security: TLS and authentication (docs/security.md) ----------------------------
+    tls_cert_file: str | None = Field(
+        None, description="PEM certificate chain of the gRPC port; with --tls-key-file turns TLS on"
+    )
+    tls_key_file: str | None = Field(None, description="PEM private key of --tls-cert-file")
+    tls_client_ca_file: str | None = Field(
+        None,
+        description="PEM CA certificates: require client certificates signed by them (mutual TLS)",
+    )
+    tls_reload_seconds: float = Field(
+        30.0,
+        ge=0,
+        le=86400,
+        description="how often changed TLS files are picked up by new connections (0: never)",
+    )
+    allow_insecure: bool = Field(
+        False,
+        description="serve plaintext on a non-loopback --listen address (a mesh or trusted"
+        " network provides transport security); plaintext on loopback is always allowed",
+    )
+    health_listen: str = Field(
+        "",
+        description="extra plaintext host:port serving grpc.health.v1 only (kubelet probes"
+        " cannot do TLS); empty: none",
+    )
+    auth_tokens_file: str | None = Field(
+        None,
+        description="bearer tokens, one 'tenant:token' (or 'tenant:sha256:<hex>') a line;"
+        " turns authentication on; re-read when it changes",
+    )
+    auth_jwt_key_file: str | None = Field(
+        None, description="PEM public key(s) verifying JWT bearer tokens (RSA, EC or Ed25519)"
+    )
+    auth_jwks_file: str | None = Field(
+        None, description="JWKS (JSON Web Key Set) file verifying JWT bearer tokens"
+    )
+    auth_jwt_secret_file: str | None = Field(
+        None, description="shared secret (32+ bytes) verifying HS256 JWTs; the only way to HS256"
+    )
+    auth_jwt_issuer: str | None = Field(None, description="required 'iss' of JWTs")
+    auth_jwt_audience: str | None = Field(
+        None, description="required 'aud' of JWTs (required when JWTs are accepted)"
+    )
+    auth_jwt_tenant_claim: str = Field("tenant", description="JWT claim naming the caller's tenant")
+    auth_jwt_algorithms: str = Field(
+        "RS256,ES256,EdDSA",
+        description="comma-separated asymmetric JWT algorithms accepted (HS256 comes only with"
+        " --auth-jwt-secret-file)",
+    )
+    auth_jwt_leeway_seconds: float = Field(
+        30.0, ge=0, le=600, description="clock skew allowed on JWT exp / nbf / iat"
+    )
+    auth_reload_seconds: float = Field(
+        5.0, ge=0, le=3600, description="how often changed token / key files are re-read (0: never)"
+    )
+    auth_exempt_health: bool = Field(
+        True, description="grpc.health.v1 needs no credentials (probes, load balancers)"
+    )
+    auth_exempt_reflection: bool = Field(
+        False, description="server reflection needs no credentials"
+    )
+
+    @model_validator(mode="after")
+    def _check_security(self) -> Settings:
+        check_security(self)
+        return self
+
     @field_validator("listen")
     @classmethod
     def _check_listen(cls, value: str) -> str:
@@ -141,6 +214,8 @@ class Settings(BaseSettings):
         values = self.model_dump()
         values["page_token_secret"] = "***" if self.page_token_secret else ""
         values["openai_api_key"] = "***" if self.openai_api_key else None
+        # The TLS and auth settings are file paths: the files' contents (keys,
+        # tokens, secrets) are never part of the settings, so never logged.
         for name in ("openai_base_url", "bedrock_endpoint"):
             values[name] = _without_userinfo(values[name])
         return values
@@ -161,6 +236,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds one ``--flag`` per setting (defaults left to the environment / model)."""
     for name, field in Settings.model_fields.items():
         flag = "--" + name.replace("_", "-")
+        if field.annotation is bool:  # --allow-insecure alone means true
+            parser.add_argument(
+                flag, dest=name, default=None, nargs="?", const="true", help=field.description
+            )
+            continue
         parser.add_argument(flag, dest=name, default=None, help=field.description)
 
 

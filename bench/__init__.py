@@ -1,0 +1,1 @@
+"""The sessiond benchmark suite: ``python -m bench`` (see docs/performance.md)."""
