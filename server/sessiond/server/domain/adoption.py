@@ -29,7 +29,7 @@ from typing import Any
 from sessiond.errors import CorruptObject, SessionAlreadyExists, SessionNotFound
 from sessiond.server.domain import history, strands
 from sessiond.server.domain.context import ServiceContext
-from sessiond.server.domain.index import index_stamp
+from sessiond.server.domain.index import inbox_stamp, index_stamp
 from sessiond.server.domain.keys import TenantKeys, parse_message_index
 from sessiond.server.domain.records import (
     Agent,
@@ -266,6 +266,7 @@ class Adoption:
             head.tail = compaction.tail
         head.index_segment = await ctx.index.segment_for_new_session(keys)
         head.index_stamp = index_stamp(head, now)
+        head.inbox_stamp = inbox_stamp(head, now)  # no reviews yet: nothing in the inbox
         try:
             etag = await ctx.repo.create_head(keys, head)
         except AlreadyExists:

@@ -107,7 +107,7 @@ async def claim(
     for attempt in range(CLAIM_ATTEMPTS):
         previous, etag = await repo.head_for(keys, session_id, fresh=fresh)
         now = clock.now()
-        head = previous.model_copy(deep=True)
+        head = previous.working_copy()
         try:
             if lease_is_live(previous, now):
                 raise busy_error(previous)

@@ -37,6 +37,7 @@ from sessiond.errors import (
     StoreUnavailableError,
 )
 from sessiond.server.domain.codec import decode, encode
+from sessiond.server.domain.group_commit import Change, GroupCommitter
 from sessiond.server.domain.keys import TenantKeys
 from sessiond.server.domain.records import (
     Head,
@@ -119,11 +120,12 @@ class TenantIndex:
         self._store = store
         self._capacity = capacity
         self._newest: dict[str, tuple[int, int]] = {}  # tenant -> (segment, entry count)
+        self._group = GroupCommitter()
 
     # -- generic compare-and-swap on a tenant document ----------------------
 
     async def _update(self, key: str, cls: type, empty: Callable[[], object], change) -> bool:
-        """Applies ``change(doc) -> bool`` with CAS retries.
+        """Applies ``change(doc) -> bool`` with CAS retries, batched with concurrent changes.
 
         Returns:
             True when written, False when ``change`` found nothing to do.
@@ -132,6 +134,14 @@ class TenantIndex:
             StoreUnavailableError / CommitUnknown: The store kept failing.
             ConcurrentModification: Other writers kept winning the CAS.
         """
+        return await self._group.submit(
+            key, change, lambda changes: self._write(key, cls, empty, changes)
+        )
+
+    async def _write(
+        self, key: str, cls: type, empty: Callable[[], object], changes: list[Change]
+    ) -> list[bool]:
+        """One read-change-CAS cycle for a batch of changes (see ``group_commit``)."""
         last: Exception | None = None
         for attempt in range(CAS_ATTEMPTS):
             try:
@@ -141,12 +151,13 @@ class TenantIndex:
                 mode = Update(current.meta.etag)
             except NotFound:
                 document, mode = empty(), CREATE
-            if not change(document):
-                return False
+            results = [change(document) for change in changes]
+            if not any(results):
+                return results
             try:
                 with store_errors():
                     await self._store.put(key, encode(document), mode=mode)
-                return True
+                return results
             except (
                 AlreadyExists,
                 PreconditionFailed,
@@ -154,7 +165,7 @@ class TenantIndex:
                 StoreUnavailableError,
                 CommitUnknown,
             ) as exc:
-                # Another commit updated the document first, or the store
+                # Another replica updated the document first, or the store
                 # hiccuped (an upsert is safe to redo): back off, re-read.
                 last = exc
                 await asyncio.sleep(random.uniform(0, 0.005 * (attempt + 1)))

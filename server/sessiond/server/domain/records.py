@@ -109,6 +109,16 @@ class Agent(Model):
     #: by index; applied when the history is read.
     redactions: dict[int, dict[str, Any]] = Field(default_factory=dict)
 
+    def working_copy(self) -> Agent:
+        """A copy to change for one commit (see ``Head.working_copy``).
+
+        Commits replace the state documents, never change them in place, so
+        they are shared; the redaction overlay is changed in place, so copied.
+        """
+        copied = self.model_copy()
+        copied.redactions = dict(self.redactions)
+        return copied
+
 
 class StoredMessage(Model):
     """One message of an agent's history, with its position."""
@@ -306,6 +316,31 @@ class Head(Model):
     def etag(self) -> str:
         """The session's public etag: incarnation and revision."""
         return f"{self.incarnation}.{self.revision}"
+
+    def working_copy(self) -> Head:
+        """A copy of this head that one writer may change in place for its commit.
+
+        Committed heads are shared (the per-replica cache hands out the very
+        object it holds), so nobody changes one in place. A deep copy of a head
+        with a full tail costs milliseconds; this copies only what commits
+        change in place — the containers, the agents, the counters, the lease
+        and the open turn — and shares the ended turns of the tail and the
+        records in the lists, which are never changed in place (code that must
+        change an ended turn, a redaction, replaces it with a copy first).
+        """
+        copied = self.model_copy()
+        copied.labels = dict(self.labels)
+        copied.metadata = dict(self.metadata)
+        copied.agents = {aid: agent.working_copy() for aid, agent in self.agents.items()}
+        copied.lease = self.lease.model_copy() if self.lease is not None else None
+        copied.usage = self.usage.model_copy()
+        copied.packs = list(self.packs)
+        copied.tail = [
+            turn.model_copy(deep=True) if turn.status.is_open else turn for turn in self.tail
+        ]
+        copied.requests = list(self.requests)
+        copied.recent_commits = list(self.recent_commits)
+        return copied
 
 
 class IndexEntry(Model):

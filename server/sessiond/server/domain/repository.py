@@ -94,14 +94,21 @@ def store_errors() -> Iterator[None]:
 
 
 class SessionRepository:
-    """Session objects on an object store, with per-replica caches."""
+    """Session objects on an object store, with per-replica caches.
+
+    Heads and packs it returns are shared with its caches: treat them as
+    read-only, and change a head through ``Head.working_copy()``. A head passed
+    to ``create_head`` or ``replace_head`` is shared once written.
+    ``head_cache_bytes`` and ``pack_cache_bytes`` bound the caches' estimated
+    memory.
+    """
 
     def __init__(
         self,
         store: ObjectStore,
         *,
         head_cache_bytes: int = 64 * 1024 * 1024,
-        pack_cache_bytes: int = 128 * 1024 * 1024,
+        pack_cache_bytes: int = 96 * 1024 * 1024,
     ) -> None:
         self.store = store
         #: Called when a session has no head: may adopt a session Strands wrote
@@ -274,7 +281,7 @@ class SessionRepository:
 
     async def load_pack(self, keys: TenantKeys, head: Head, ref: PackRef) -> Pack:
         """Reads a history pack (immutable, so cached without revalidation)."""
-        cached = self._packs.get(ref.key, copy=False)
+        cached = self._packs.get(ref.key)
         if cached is not None:
             return cached[1]
         try:

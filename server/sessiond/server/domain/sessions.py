@@ -18,7 +18,7 @@ from sessiond.server.domain import strands
 from sessiond.server.domain.claims import busy_error, lease_is_live
 from sessiond.server.domain.codec import decode, encode
 from sessiond.server.domain.context import ServiceContext
-from sessiond.server.domain.index import index_stamp, matches
+from sessiond.server.domain.index import inbox_stamp, index_stamp, matches
 from sessiond.server.domain.keys import TenantKeys
 from sessiond.server.domain.mutations import mutate
 from sessiond.server.domain.pagination import filter_digest
@@ -112,6 +112,7 @@ class SessionLifecycle:
         # The index write below is expected to succeed; if it fails, the stamp
         # is cleared so the next commit (or a Get) repairs the entry.
         head.index_stamp = index_stamp(head, now)
+        head.inbox_stamp = inbox_stamp(head, now)  # no reviews yet: nothing in the inbox
         # 1. The head, create-only: the commit point of the new session.
         try:
             head_etag = await ctx.repo.create_head(keys, head)

@@ -13,6 +13,8 @@ import json
 from datetime import datetime
 from typing import Any
 
+from pydantic_core import to_json
+
 from sessiond.server.domain.records import Agent, StoredMessage
 
 #: Top-level key of sessiond's marker in message files.
@@ -25,8 +27,11 @@ def _iso(moment: datetime) -> str:
 
 
 def _dump(document: dict[str, Any]) -> bytes:
-    # Strands writes indent=2, ensure_ascii=False; mirror it so files look alike.
-    return json.dumps(document, indent=2, ensure_ascii=False).encode()
+    # Strands writes indent=2, ensure_ascii=False; mirror it so files look
+    # alike. pydantic-core's encoder writes the same layout ~10x faster (a
+    # turn writes two of these); only float spelling may differ (0.00001 for
+    # 1e-05), which any JSON reader parses to the same value.
+    return to_json(document, indent=2)
 
 
 def session_file(session_id: str, created_at: datetime, updated_at: datetime) -> bytes:

@@ -256,7 +256,7 @@ class TurnService:
             if aid not in head.agents:
                 return None
             run_id = ctx.ids.random_hex(8)
-            shaped = head.model_copy(deep=True)
+            shaped = head.working_copy()
             _shape_new(
                 shaped,
                 now,
@@ -353,7 +353,7 @@ class TurnService:
                 head = await self._settle_abandoned(keys, head.session_id)
         turns = await self._ctx.repo.turns(keys, head)
         turn = next(t for t in turns if t.number == record.turn_number)
-        return TurnOutcome(head=head, turn=turn.model_copy(deep=True))
+        return TurnOutcome(head=head, turn=turn)
 
     async def _settle_abandoned(self, keys: TenantKeys, session_id: str) -> Head:
         def settle(head: Head, now: datetime) -> None:

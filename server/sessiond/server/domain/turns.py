@@ -91,7 +91,7 @@ class SnapshotInput:
 
 @dataclass
 class TurnOutcome:
-    """The result of a commit: copies of the head and turn after it."""
+    """The result of a commit: the head and turn after it (shared: read-only)."""
 
     head: Head
     turn: Turn
@@ -181,8 +181,8 @@ class ActiveTurn:
 
     @property
     def turn(self) -> Turn:
-        """A copy of the turn as last committed."""
-        return self._last_turn.model_copy(deep=True)
+        """The turn as last committed (shared: read-only)."""
+        return self._last_turn
 
     @property
     def agent_id(self) -> str:
@@ -212,7 +212,7 @@ class ActiveTurn:
                 async with self._lock:
                     if self._closed:
                         return
-                    head = self.head.model_copy(deep=True)
+                    head = self.head.working_copy()
                     assert head.lease is not None
                     head.lease.expires_at = self._deps.clock.now() + self._deps.lease_ttl
                     head.revision += 1
@@ -322,7 +322,7 @@ class ActiveTurn:
             )
         now = deps.clock.now()
         # 1. Apply the change to a copy of the head.
-        head = self.head.model_copy(deep=True)
+        head = self.head.working_copy()
         turn = head.tail[-1]
         agent = head.agents[turn.agent_id]
         # A turn that fails before its first commit never acknowledged its
@@ -499,9 +499,7 @@ class ActiveTurn:
             await self._write_agent_json(head, agent.agent_id)
         # ``turn`` is the committed turn object even if compaction moved it
         # from the tail into a pack.
-        return TurnOutcome(
-            head=head.model_copy(deep=True), turn=turn.model_copy(deep=True), appended=appended
-        )
+        return TurnOutcome(head=head, turn=turn, appended=appended)
 
     def _end_data(self, error: TurnError | None) -> dict[str, Any]:
         if error is None:
@@ -516,11 +514,13 @@ class ActiveTurn:
     ) -> list[Awaitable[None]]:
         """Records redactions in ``head`` and returns the Strands file rewrites.
 
-        A message still in the head's tail is changed in place; one already in
-        an immutable pack gets an entry in the agent's redaction overlay.
+        A message still in the head's tail is changed in place (in a copy of
+        its turn: ended turns are shared with the committed head); one already
+        in an immutable pack gets an entry in the agent's redaction overlay.
         """
         if not update.redactions:
             return []
+        head.tail = [turn.model_copy(deep=True) for turn in head.tail]
         agent = head.agents[agent_id]
         in_tail = {m.index: m for t in head.tail for m in t.messages if m.agent_id == agent_id}
         older: dict[int, StoredMessage] = {}
@@ -577,6 +577,7 @@ class ActiveTurn:
                 "another writer changed this session's messages", session_id=self.session_id
             )
         now = self._deps.clock.now()
+        self.head = self.head.working_copy()  # the committed head is shared
         turn = self.head.tail[-1]
         agent = self.head.agents[foreign.agent_id]
         turn.messages.extend(messages)

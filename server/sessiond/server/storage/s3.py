@@ -132,6 +132,9 @@ class S3Store(ObjectStore):
             # S3-compatible stores reject the newer default trailers.
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
+            # The adapter builds every request itself from checked values;
+            # botocore's per-call schema validation is ~5% of a request's CPU.
+            parameter_validation=False,
         )
         self._retry = retry or RetryPolicy()
         self._probe = probe
