@@ -1,6 +1,8 @@
 """Fixtures running one contract suite against every ObjectStore adapter.
 
-``kind`` is "memory", "local" or "s3"; ``make_store(observer=None)`` builds a
+``kind`` is "memory", "local", "s3" (GET and PUT through the lean request
+path, as with any explicit endpoint) or "s3-sdk" (every call through
+aiobotocore, as on AWS S3 proper); ``make_store(observer=None)`` builds a
 store of that kind (local and S3 stores made in one test share one backing
 root; each memory store is its own); ``store`` is one such store.
 """
@@ -17,7 +19,7 @@ from sessiond.server.storage.local import LocalDirectoryStore
 from sessiond.server.storage.memory import MemoryStore
 from sessiond.server.storage.port import ObjectStore, RequestObserver
 
-KINDS = ["memory", "local", "s3"]
+KINDS = ["memory", "local", "s3", "s3-sdk"]
 
 MakeStore = Callable[..., Awaitable[ObjectStore]]
 
@@ -32,7 +34,8 @@ def kind(request: pytest.FixtureRequest) -> str:
 def make_store(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> MakeStore:
     """Returns ``make(observer=None)`` building a started store of ``kind``."""
     # Only S3 tests need the moto server, so it is looked up lazily.
-    make_s3: Any = request.getfixturevalue("make_s3_store") if kind == "s3" else None
+    s3 = kind.startswith("s3")
+    make_s3: Any = request.getfixturevalue("make_s3_store") if s3 else None
 
     async def make(observer: RequestObserver | None = None) -> ObjectStore:
         store: ObjectStore
@@ -43,7 +46,7 @@ def make_store(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Mak
             store = LocalDirectoryStore(tmp_path / "root", durable=False, observer=observer)
         else:
             # A nested prefix checks that the adapter maps keys under it.
-            return await make_s3(prefix="/svc/root/", observer=observer)
+            return await make_s3(prefix="/svc/root/", observer=observer, lean_requests=kind == "s3")
         await store.start()
         return store
 

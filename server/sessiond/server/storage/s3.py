@@ -56,6 +56,7 @@ from sessiond.server.storage.retry import (
     client_error_status,
     describe,
 )
+from sessiond.server.storage.s3_lean import LeanS3
 
 T = TypeVar("T")
 
@@ -90,6 +91,7 @@ class S3Store(ObjectStore):
         probe: bool = True,
         observer: RequestObserver | None = None,
         session: aioboto3.Session | None = None,
+        lean_requests: bool = True,
     ) -> None:
         """Configures the store; :meth:`start` connects.
 
@@ -111,6 +113,9 @@ class S3Store(ObjectStore):
             observer: Called as ``observer(op, outcome)`` once per request.
             session: An aioboto3 session to reuse (tests share one because
                 loading the S3 model costs ~0.2 s per session).
+            lean_requests: With an explicit endpoint, send GET and PUT through
+                :mod:`sessiond.server.storage.s3_lean` (half the client CPU of
+                the SDK); other calls, and everything on AWS proper, use the SDK.
         """
         self.bucket = bucket
         self.prefix = prefix.strip("/")
@@ -142,6 +147,8 @@ class S3Store(ObjectStore):
         self._session = session
         self._stack: contextlib.AsyncExitStack | None = None
         self._client: Any = None
+        self._lean_requests = lean_requests
+        self._lean: LeanS3 | None = None
         self.request_counts: Counter[str] = Counter()
 
     # -- lifecycle --------------------------------------------------------
@@ -174,6 +181,13 @@ class S3Store(ObjectStore):
             )
         )
         self._stack = stack
+        if self._lean_requests and LeanS3.usable(self._client, self._endpoint_url):
+            self._lean = LeanS3(
+                self._client,
+                connect_timeout=self._config.connect_timeout,
+                read_timeout=self._config.read_timeout,
+                max_connections=self._config.max_pool_connections,
+            )
         if self._probe:
             try:
                 await self.probe()
@@ -184,6 +198,9 @@ class S3Store(ObjectStore):
     async def close(self) -> None:
         """Closes the client (idempotent)."""
         stack, self._stack, self._client = self._stack, None, None
+        lean, self._lean = self._lean, None
+        if lean is not None:
+            await lean.close()
         if stack is not None:
             await stack.aclose()
 
@@ -275,6 +292,8 @@ class S3Store(ObjectStore):
             params["IfNoneMatch"] = if_none_match
 
         async def call() -> tuple[dict[str, Any], bytes]:
+            if self._lean is not None:
+                return await self._lean.get_object(params)
             resp = await self.client.get_object(**params)
             async with resp["Body"] as stream:
                 return resp, await stream.read()
@@ -391,7 +410,7 @@ class S3Store(ObjectStore):
             "Metadata": {_PUT_ID: put_id},
         }
         if isinstance(mode, Overwrite):
-            resp = await self._idempotent("put", key, lambda: self.client.put_object(**params), {})
+            resp = await self._idempotent("put", key, lambda: self._put_object(params), {})
             return ObjectMeta(key, resp["ETag"], len(body), None, put_id)
         if isinstance(mode, Create):
             params["IfNoneMatch"] = "*"
@@ -402,6 +421,11 @@ class S3Store(ObjectStore):
         else:
             raise TypeError(f"unknown put mode {mode!r}")
         return await self._conditional_put(key, len(body), mode, put_id, params, label)
+
+    def _put_object(self, params: dict[str, Any]) -> Awaitable[dict[str, Any]]:
+        if self._lean is not None:
+            return self._lean.put_object(params)
+        return self.client.put_object(**params)
 
     async def _conditional_put(
         self,
@@ -419,7 +443,7 @@ class S3Store(ObjectStore):
         while attempt < self._retry.max_attempts:
             attempt += 1
             try:
-                resp = await self._request("put", lambda: self.client.put_object(**params), label)
+                resp = await self._request("put", lambda: self._put_object(params), label)
                 return ObjectMeta(key, resp["ETag"], size, None, put_id)
             except Exception as exc:
                 failure = classify(exc)
