@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import weakref
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from sessiond.errors import CorruptObject
+from sessiond.server.domain.records import Head, Turn
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -14,6 +16,54 @@ M = TypeVar("M", bound=BaseModel)
 def encode(document: BaseModel) -> bytes:
     """Serialises a stored document as compact UTF-8 JSON."""
     return document.model_dump_json(exclude_defaults=False).encode()
+
+
+class _EndedTurnJson:
+    """The JSON of ended turns, remembered by object identity.
+
+    Every commit encodes the head, and the head is mostly its tail of ended
+    turns: they are shared between successive heads and never change in
+    place (see ``Head.working_copy``), so each is encoded once. Entries go
+    with their turn (weak references); a changed copy is a new object,
+    encoded anew.
+    """
+
+    def __init__(self) -> None:
+        self._known: dict[int, tuple[weakref.ref[Turn], bytes]] = {}
+
+    def encode(self, turn: Turn) -> bytes:
+        if turn.status.is_open:
+            return turn.model_dump_json().encode()
+        key = id(turn)
+        known = self._known.get(key)
+        if known is not None and known[0]() is turn:
+            return known[1]
+        body = turn.model_dump_json().encode()
+        self._known[key] = (weakref.ref(turn, lambda _, key=key: self._forget(key)), body)
+        return body
+
+    def _forget(self, key: int) -> None:
+        known = self._known.get(key)
+        if known is not None and known[0]() is None:
+            del self._known[key]
+
+
+_ended_turns = _EndedTurnJson()
+
+
+def turn_json(turn: Turn) -> bytes:
+    """A turn's JSON (remembered for ended turns, which never change)."""
+    return _ended_turns.encode(turn)
+
+
+def encode_head(head: Head) -> bytes:
+    """Serialises a head like ``encode``, reusing the remembered JSON of its ended turns.
+
+    The tail goes last; key order means nothing to readers.
+    """
+    rest = head.model_dump_json(exclude={"tail"}).encode()
+    tail = b",".join(turn_json(turn) for turn in head.tail)
+    return rest[:-1] + b',"tail":[' + tail + b"]}"
 
 
 def decode(cls: type[M], body: bytes, *, session_id: str | None, what: str) -> M:

@@ -15,10 +15,10 @@ referenced, and a cached pack never needs revalidation.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from sessiond.server.domain.codec import turn_json
 from sessiond.server.domain.records import Head, Pack, PackRef, Turn
 
 TAIL_MAX_TURNS = 16
@@ -37,40 +37,8 @@ class Compaction:
     superseded: list[str] = field(default_factory=list)
 
 
-class _EndedTurnSizes:
-    """Encoded sizes of ended turns, remembered by object identity.
-
-    Every commit checks the tail's size, and the tail is mostly ended turns:
-    they are shared between successive heads and never change in place (see
-    ``Head.working_copy``), so each is encoded once. Entries go with their
-    turn (weak references); a changed copy is a new object, measured anew.
-    """
-
-    def __init__(self) -> None:
-        self._sizes: dict[int, tuple[weakref.ref[Turn], int]] = {}
-
-    def size(self, turn: Turn) -> int:
-        if turn.status.is_open:
-            return len(turn.model_dump_json())
-        key = id(turn)
-        known = self._sizes.get(key)
-        if known is not None and known[0]() is turn:
-            return known[1]
-        size = len(turn.model_dump_json())
-        self._sizes[key] = (weakref.ref(turn, lambda _, key=key: self._forget(key)), size)
-        return size
-
-    def _forget(self, key: int) -> None:
-        known = self._sizes.get(key)
-        if known is not None and known[0]() is None:
-            del self._sizes[key]
-
-
-_ended_turn_sizes = _EndedTurnSizes()
-
-
 def _tail_bytes(turns: list[Turn]) -> int:
-    return sum(_ended_turn_sizes.size(turn) for turn in turns)
+    return sum(len(turn_json(turn)) for turn in turns)
 
 
 def needs_flush(tail: list[Turn]) -> bool:

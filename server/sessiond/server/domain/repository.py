@@ -23,7 +23,7 @@ from sessiond.errors import (
 )
 from sessiond.server.domain import strands
 from sessiond.server.domain.cache import LruCache
-from sessiond.server.domain.codec import decode, encode
+from sessiond.server.domain.codec import decode, encode, encode_head
 from sessiond.server.domain.keys import TenantKeys
 from sessiond.server.domain.records import Head, Pack, PackRef, StoredMessage, Turn
 from sessiond.server.storage.port import (
@@ -184,7 +184,7 @@ class SessionRepository:
     async def create_head(self, keys: TenantKeys, head: Head) -> str:
         """Writes a new head create-only; raises the store's ``AlreadyExists``."""
         self._stamp_commit(head)
-        body = encode(head)
+        body = encode_head(head)
         key = keys.head(head.session_id)
         for attempt in range(TRANSIENT_ATTEMPTS):
             try:
@@ -220,7 +220,7 @@ class SessionRepository:
         """
         previous_commit = head.commit_id
         self._stamp_commit(head)
-        body = encode(head)
+        body = encode_head(head)
         key = keys.head(head.session_id)
         cache_key = (keys.tenant, head.session_id)
         self._heads.discard(cache_key)
