@@ -114,8 +114,9 @@ class S3Store(ObjectStore):
             session: An aioboto3 session to reuse (tests share one because
                 loading the S3 model costs ~0.2 s per session).
             lean_requests: With an explicit endpoint, send GET and PUT through
-                :mod:`sessiond.server.storage.s3_lean` (half the client CPU of
-                the SDK); other calls, and everything on AWS proper, use the SDK.
+                :mod:`sessiond.server.storage.s3_lean` (two thirds of the
+                client CPU of the SDK); other calls, and everything on AWS
+                proper, use the SDK.
         """
         self.bucket = bucket
         self.prefix = prefix.strip("/")
@@ -182,12 +183,7 @@ class S3Store(ObjectStore):
         )
         self._stack = stack
         if self._lean_requests and LeanS3.usable(self._client, self._endpoint_url):
-            self._lean = LeanS3(
-                self._client,
-                connect_timeout=self._config.connect_timeout,
-                read_timeout=self._config.read_timeout,
-                max_connections=self._config.max_pool_connections,
-            )
+            self._lean = LeanS3(self._client)
         if self._probe:
             try:
                 await self.probe()
@@ -198,9 +194,7 @@ class S3Store(ObjectStore):
     async def close(self) -> None:
         """Closes the client (idempotent)."""
         stack, self._stack, self._client = self._stack, None, None
-        lean, self._lean = self._lean, None
-        if lean is not None:
-            await lean.close()
+        self._lean = None
         if stack is not None:
             await stack.aclose()
 

@@ -4,15 +4,17 @@ A turn is two or three PUTs, and on a small machine aiobotocore's client-side
 work per call (parameter and endpoint-rule processing, serialisation, event
 dispatch, response parsing) costs ~3.5 ms of CPU: more than the rest of the
 turn. For the two calls on the hot path this module builds the request itself,
-signs it with botocore's own ``S3SigV4Auth`` and sends it with aiohttp (the
-HTTP client aiobotocore uses), at about half the CPU.
+signs it with botocore's own ``S3SigV4Auth`` and sends it through the client's
+own HTTP session (same connection pool, TLS and proxy settings), at about
+two thirds of the CPU.
 
 It keeps the SDK's contract where the adapter depends on it:
 
-* failures surface as the same botocore exceptions (``ClientError`` with the
-  HTTP status and S3 error code, ``EndpointConnectionError`` when a connection
-  could not be made, raw aiohttp errors otherwise), so
-  :func:`sessiond.server.storage.retry.classify` is unchanged;
+* failures surface as the same botocore exceptions: error answers as
+  ``ClientError`` with the HTTP status and S3 error code, transport failures
+  as the HTTP session maps them (``EndpointConnectionError``,
+  ``ReadTimeoutError``...), so :func:`sessiond.server.storage.retry.classify`
+  is unchanged;
 * the client's ``before-parameter-build.s3.<Op>`` and ``before-send.s3.<Op>``
   events are emitted with the same arguments, so hooks registered on
   ``client.meta.events`` (fault injection in the tests) see these requests.
@@ -29,10 +31,9 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote
 
-import aiohttp
 from botocore import exceptions as bce
 from botocore.auth import S3SigV4Auth
-from botocore.awsrequest import AWSPreparedRequest, AWSRequest
+from botocore.awsrequest import AWSRequest
 from botocore.hooks import first_non_none_response
 
 _META = "x-amz-meta-"
@@ -43,40 +44,29 @@ class LeanS3:
 
     Args:
         client: The started aiobotocore S3 client: its credentials, region,
-            endpoint and event hooks are used.
-        connect_timeout: Seconds to establish a connection.
-        read_timeout: Seconds to wait for response data.
-        max_connections: Connection pool size.
+            endpoint, HTTP session and event hooks are used (private
+            attributes of aiobotocore 2.25, pinned through aioboto3 15.5.0;
+            :meth:`usable` checks they are there).
     """
 
-    def __init__(
-        self,
-        client: Any,
-        *,
-        connect_timeout: float,
-        read_timeout: float,
-        max_connections: int,
-    ) -> None:
+    def __init__(self, client: Any) -> None:
         self._client = client
         self._endpoint = client.meta.endpoint_url.rstrip("/")
         self._region = client.meta.region_name or "us-east-1"
         self._credentials = client._request_signer._credentials
+        self._http = client._endpoint.http_session
         self._models = client.meta.service_model
-        self._http = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=max_connections),
-            timeout=aiohttp.ClientTimeout(sock_connect=connect_timeout, sock_read=read_timeout),
-            auto_decompress=False,
-        )
 
     @staticmethod
     def usable(client: Any, endpoint_url: str | None) -> bool:
-        """Whether requests can go this way: an explicit endpoint and credentials."""
+        """Whether requests can go this way: an explicit endpoint, credentials, the SDK's parts."""
         signer = getattr(client, "_request_signer", None)
-        return bool(endpoint_url) and getattr(signer, "_credentials", None) is not None
-
-    async def close(self) -> None:
-        """Closes the connection pool."""
-        await self._http.close()
+        endpoint = getattr(client, "_endpoint", None)
+        return (
+            bool(endpoint_url)
+            and getattr(signer, "_credentials", None) is not None
+            and hasattr(endpoint, "http_session")
+        )
 
     async def get_object(self, params: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
         """``GetObject`` with ``Bucket``, ``Key`` and optional ``IfNoneMatch``.
@@ -133,30 +123,14 @@ class LeanS3:
         responses = await self._client.meta.events.emit(
             f"before-send.s3.{operation}", request=prepared
         )
-        injected = first_non_none_response(responses)
-        if injected is not None:
-            status = injected.status_code
-            answer = {k.lower(): v for k, v in injected.headers.items()}
-            content = await injected.content
-        else:
-            status, answer, content = await self._transmit(prepared)
-        if status >= 300:
-            raise _client_error(operation, status, answer, content)
+        response = first_non_none_response(responses)
+        if response is None:
+            response = await self._http.send(prepared)
+        answer = {k.lower(): v for k, v in response.headers.items()}
+        content = await response.content
+        if response.status_code >= 300:
+            raise _client_error(operation, response.status_code, answer, content)
         return answer, content
-
-    async def _transmit(self, prepared: AWSPreparedRequest) -> tuple[int, dict[str, str], bytes]:
-        try:
-            async with self._http.request(
-                prepared.method,
-                prepared.url,
-                headers=dict(prepared.headers.items()),
-                data=prepared.body,
-            ) as response:
-                content = await response.read()
-                return response.status, {k.lower(): v for k, v in response.headers.items()}, content
-        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-            # Never sent: the classification's "certainly not applied".
-            raise bce.EndpointConnectionError(endpoint_url=prepared.url, error=exc) from exc
 
 
 def _shaped(headers: dict[str, str], size: int) -> dict[str, Any]:
