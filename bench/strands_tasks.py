@@ -1,5 +1,9 @@
 """The same workloads through Strands' own S3SessionManager (``python -m bench.worker strands``).
 
+Also Strands agents persisted by sessiond through ``SessiondSessionManager``
+(the ``strands-manager`` phase), whose store requests are counted on the
+server, from its Prometheus counter, as for every other sessiond figure.
+
 The real ``strands-agents`` package with a deterministic model
 (``tests/support/strands_model.py``): what is measured is persistence.
 Requests are counted client-side with a botocore ``before-call.s3`` hook on
@@ -11,6 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
+import urllib.request
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -25,7 +30,9 @@ from strands.agent.conversation_manager import (
 )
 from strands.session.s3_session_manager import S3SessionManager
 
+from bench.procs import by_op, parse_store_requests
 from bench.sessiond_tasks import text_of
+from sessiond.strands import SessiondSessionManager
 from support.strands_model import ReplyModel
 
 REGION = "us-east-1"
@@ -223,3 +230,73 @@ def task_throughput(
         "latencies": latencies,
         "requests": taken(),
     }
+
+
+# -- Strands agents persisted through sessiond (SessiondSessionManager) ---------------
+
+
+def _server_requests(metrics_url: str) -> Counter[str]:
+    """The sessiond server's store request counters now (its Prometheus endpoint)."""
+    with urllib.request.urlopen(metrics_url, timeout=10) as response:
+        return parse_store_requests(response.read().decode())
+
+
+def _requests_since(metrics_url: str, before: Counter[str]) -> dict[str, int]:
+    delta = _server_requests(metrics_url)
+    delta.subtract(before)
+    return by_op(delta)
+
+
+def make_sessiond_agent(target: str, session_id: str) -> tuple[Agent, SessiondSessionManager]:
+    """An agent persisted by sessiond (the window `make_agent` gives sessions sessiond wrote)."""
+    manager = SessiondSessionManager(session_id, target=target)
+    agent = Agent(
+        model=ReplyModel(),
+        session_manager=manager,
+        callback_handler=None,
+        conversation_manager=SlidingWindowConversationManager(window_size=10**7),
+    )
+    return agent, manager
+
+
+def task_manager_restore(target: str, metrics_url: str, session_ids: list[str]) -> dict[str, Any]:
+    """Restores through SessiondSessionManager: a new agent per session, timed; server requests."""
+    samples = []
+    for sid in session_ids:
+        before = _server_requests(metrics_url)
+        started = time.perf_counter()
+        agent, manager = make_sessiond_agent(target, sid)
+        seconds = time.perf_counter() - started
+        samples.append(
+            {
+                "session_id": sid,
+                "seconds": seconds,
+                "requests": _requests_since(metrics_url, before),
+                "messages": len(agent.messages),
+            }
+        )
+        manager.close()
+    return {"samples": samples}
+
+
+def task_manager_turns(
+    target: str,
+    metrics_url: str,
+    session_id: str,
+    turns: int,
+    warmup: int = 2,
+    text_bytes: int = 120,
+) -> dict[str, Any]:
+    """Sequential agent turns through SessiondSessionManager: call latency, server requests/turn."""
+    agent, manager = make_sessiond_agent(target, session_id)
+    for number in range(warmup):
+        agent(text_of(-1 - number, text_bytes))
+    latencies, counts = [], []
+    for number in range(turns):
+        before = _server_requests(metrics_url)
+        started = time.perf_counter()
+        agent(text_of(number, text_bytes))
+        latencies.append(time.perf_counter() - started)
+        counts.append(_requests_since(metrics_url, before))
+    manager.close()
+    return {"latencies": latencies, "counts": counts, "turns": turns}

@@ -28,7 +28,16 @@ from bench.procs import ROOT, Moto, Proxy, Sessiond, Worker, cpu_seconds, machin
 from bench.report import Report, Row, count_summary, fmt, ops_text, quantile, summary
 
 MB = 1024 * 1024
-PHASES = ("turns", "restore", "throughput", "latency", "memory-store", "listing", "export")
+PHASES = (
+    "turns",
+    "restore",
+    "strands-manager",
+    "throughput",
+    "latency",
+    "memory-store",
+    "listing",
+    "export",
+)
 
 
 @dataclass
@@ -47,6 +56,9 @@ class Sizes:
     )
     strands_restore: dict[int, int] = field(default_factory=lambda: {100: 5, 1_000: 3, 10_000: 1})
     latency_restore: int = 3
+    #: Strands agents on sessiond: restores of the largest history, sequential turns.
+    manager_restores: int = 2
+    manager_turns: int = 50
     messages_per_turn: int = 10
     message_bytes: int = 300
     concurrency: int = 64
@@ -75,6 +87,8 @@ class Sizes:
             restore=[(100, 2), (400, 1)],
             strands_restore={100: 1, 400: 1},
             latency_restore=1,
+            manager_restores=1,
+            manager_turns=6,
             concurrency=8,
             throughput_seconds=2.0,
             raw_seconds=2.0,
@@ -179,6 +193,7 @@ class Bench:
             steps: dict[str, Callable[[], None]] = {
                 "turns": self.turns,
                 "restore": self.restore,
+                "strands-manager": self.strands_manager,
                 "throughput": self.throughput,
                 "latency": self.latency,
                 "memory-store": self.memory_store,
@@ -289,20 +304,7 @@ class Bench:
         if not hasattr(self, "main"):
             self.main = self.server("main", bucket)
         sets = {n: [f"hist{n}-{i}" for i in range(count)] for n, count in self.sizes.restore}
-        # Histories are written through the API by another replica, so the
-        # measuring replica ("main") has nothing cached: its first restore is cold.
-        seeder = self.server("seeder", bucket)
-        started = time.perf_counter()
-        seeded = self.client.call(
-            "seed_history",
-            server="seeder",
-            sessions=[[sid, n] for n, sids in sets.items() for sid in sids],
-            per_turn=s.messages_per_turn,
-            text_bytes=s.message_bytes,
-        )
-        seeded["wall_seconds"] = time.perf_counter() - started
-        self.release(seeder)
-        self.restore_sets = sets
+        seeded = self.seed_histories(sets)
         # Strands first: both restore exactly the same files.
         strands_samples = {}
         for n, sids in sets.items():
@@ -384,6 +386,114 @@ class Bench:
                 passed=get["requests"]["median"] == 1,
                 note=f"max {fmt(get['requests']['max'])}; p50 {fmt(get['latency']['p50_ms'])} ms",
             )
+        )
+
+    def seed_histories(self, sets: dict[int, list[str]]) -> dict[str, Any]:
+        """Writes the restore histories (``sets``: messages -> session ids); returns the figures.
+
+        Histories are written through the API by another replica, so the
+        measuring replicas have nothing cached: their first restore is cold.
+        """
+        s = self.sizes
+        seeder = self.server("seeder", self.buckets["turns"])
+        started = time.perf_counter()
+        seeded = self.client.call(
+            "seed_history",
+            server="seeder",
+            sessions=[[sid, n] for n, sids in sets.items() for sid in sids],
+            per_turn=s.messages_per_turn,
+            text_bytes=s.message_bytes,
+        )
+        seeded["wall_seconds"] = time.perf_counter() - started
+        self.release(seeder)
+        self.restore_sets = sets
+        return seeded
+
+    def strands_manager(self) -> None:
+        """Strands agents persisted by sessiond (SessiondSessionManager) vs by S3SessionManager."""
+        s, bucket = self.sizes, self.buckets["turns"]
+        if not hasattr(self, "restore_sets"):
+            size, count = max(s.restore)
+            self.seed_histories({size: [f"hist{size}-{i}" for i in range(count)]})
+        size = max(self.restore_sets)
+        sids = self.restore_sets[size][: s.manager_restores]
+        # A replica that never saw these sessions: the restore is cold, as Strands' is.
+        server = self.server("manager", bucket)
+        mine = self.strands.call(
+            "manager_restore",
+            target=server.target,
+            metrics_url=server.metrics_url,
+            session_ids=sids,
+        )["samples"]
+        theirs = self.strands.call(
+            "restore",
+            endpoint=self.moto.url,
+            bucket=bucket,
+            prefix="sessiond/tenants/default",
+            session_ids=sids[:1],
+        )["samples"]
+        turns = self.strands.call(
+            "manager_turns",
+            target=server.target,
+            metrics_url=server.metrics_url,
+            session_id="manager-turns",
+            turns=s.manager_turns,
+        )
+        plain = self.strands.call(
+            "turns",
+            endpoint=self.moto.url,
+            bucket=bucket,
+            prefix="strands",
+            session_id="manager-baseline",
+            turns=s.manager_turns,
+        )
+        self.release(server)
+        restore = {"sessiond": restore_figures(mine), "strands": restore_figures(theirs)}
+        turn = {
+            "sessiond": {
+                "call": summary(turns["latencies"]),
+                "requests": count_summary(turns["counts"]),
+            },
+            "strands": {
+                "call": summary(plain["latencies"]),
+                "requests": count_summary(plain["counts"]),
+            },
+        }
+        self.report.figures["strands_manager"] = {"restore": restore, "turns": turn}
+        r_mine, r_theirs = restore["sessiond"], restore["strands"]
+        t_mine, t_theirs = turn["sessiond"], turn["strands"]
+        label = "Strands agent, SessiondSessionManager vs S3SessionManager"
+        self.report.add(
+            Row(
+                label,
+                f"restore {size:,} msgs: S3 requests",
+                r_mine["requests"]["median"],
+                r_theirs["requests"]["median"],
+                note=f"{ops_text(r_mine['requests']['median_by_op'])} on the server; "
+                f"{r_mine['messages']:,} vs {r_theirs['messages']:,} msgs restored",
+            ),
+            Row(
+                label,
+                f"restore {size:,} msgs: latency p50 ms",
+                r_mine["latency"]["p50_ms"],
+                r_theirs["latency"]["p50_ms"],
+                note=f"n={r_mine['latency']['n']}/{r_theirs['latency']['n']}; agent creation",
+            ),
+            Row(
+                label,
+                "plain turn: S3 requests, median",
+                t_mine["requests"]["median"],
+                t_theirs["requests"]["median"],
+                note=f"{ops_text(t_mine['requests']['median_by_op'])} (claim incl.) vs "
+                f"{ops_text(t_theirs['requests']['median_by_op'])}",
+            ),
+            Row(
+                label,
+                "plain turn: agent call p50 ms",
+                t_mine["call"]["p50_ms"],
+                t_theirs["call"]["p50_ms"],
+                note=f"p99 {fmt(t_mine['call']['p99_ms'])} vs {fmt(t_theirs['call']['p99_ms'])} ms",
+            ),
         )
 
     def throughput(self) -> None:

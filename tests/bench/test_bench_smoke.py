@@ -57,6 +57,7 @@ def test_quick_benchmark_runs_every_phase(tmp_path: Path) -> None:
     for phase in (
         "turns",
         "restore",
+        "strands_manager",
         "throughput",
         "latency",
         "memory_store",
@@ -71,6 +72,10 @@ def test_quick_benchmark_runs_every_phase(tmp_path: Path) -> None:
     assert turns["strands"]["requests"]["median"] >= 2  # Strands writes per message
     for size in figures["restore"]["sizes"].values():
         assert size["cold"]["messages"] == size["strands"]["messages"]
+    manager = figures["strands_manager"]
+    # A Strands agent restored through sessiond gets every message, in a few requests.
+    assert manager["restore"]["sessiond"]["messages"] == manager["restore"]["strands"]["messages"]
+    assert manager["restore"]["sessiond"]["requests"]["max"] <= 12
     assert figures["throughput"]["raw_put"]["rate"] > 0
     assert figures["export"]["export"]["sessions"] > 0
     assert figures["listing"]["pending_reviews"]["found"] > 0

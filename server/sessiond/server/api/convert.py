@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 
+import pydantic_core
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from sessiond.errors import InvalidArgument
@@ -85,7 +85,9 @@ def from_timestamp(stamp: Timestamp, present: bool) -> datetime | None:
 
 def json_text(value: Any) -> str:
     """Compact UTF-8 JSON text of a value."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    # pydantic-core writes what json.dumps(ensure_ascii=False, compact) does,
+    # ~10x faster: this runs for every event of every turn returned.
+    return pydantic_core.to_json(value).decode()
 
 
 def usage_pb(usage: Usage) -> session_pb2.Usage:

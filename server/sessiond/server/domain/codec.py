@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import weakref
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -18,29 +18,38 @@ def encode(document: BaseModel) -> bytes:
     return document.model_dump_json(exclude_defaults=False).encode()
 
 
-class _EndedTurnJson:
-    """The JSON of ended turns, remembered by object identity.
+class _RememberedJson:
+    """The JSON of records that never change, remembered by object identity.
 
-    Every commit encodes the head, and the head is mostly its tail of ended
-    turns: they are shared between successive heads and never change in
+    Every commit encodes the head, and most of a head is records carried over
+    from the previous one: the ended turns of its tail and its request
+    records. Those are shared between successive heads and never change in
     place (see ``Head.working_copy``), so each is encoded once. Entries go
-    with their turn (weak references); a changed copy is a new object,
+    with their record (weak references); a changed copy is a new object,
     encoded anew.
     """
 
     def __init__(self) -> None:
-        self._known: dict[int, tuple[weakref.ref[Turn], bytes]] = {}
+        self._known: dict[int, tuple[weakref.ref[BaseModel], bytes]] = {}
 
-    def encode(self, turn: Turn) -> bytes:
-        if turn.status.is_open:
-            return turn.model_dump_json().encode()
-        key = id(turn)
+    def encode(self, record: BaseModel) -> bytes:
+        key = id(record)
         known = self._known.get(key)
-        if known is not None and known[0]() is turn:
+        if known is not None and known[0]() is record:
             return known[1]
-        body = turn.model_dump_json().encode()
-        self._known[key] = (weakref.ref(turn, lambda _, key=key: self._forget(key)), body)
+        body = record.model_dump_json().encode()
+        self._known[key] = (weakref.ref(record, lambda _, key=key: self._forget(key)), body)
         return body
+
+    def encode_list(self, records: list[Any]) -> bytes:
+        """The JSON array of ``records`` (one loop: this runs for every record of every head)."""
+        known, parts = self._known, []
+        for record in records:
+            entry = known.get(id(record))
+            parts.append(
+                entry[1] if entry is not None and entry[0]() is record else self.encode(record)
+            )
+        return b"[" + b",".join(parts) + b"]"
 
     def _forget(self, key: int) -> None:
         known = self._known.get(key)
@@ -48,22 +57,25 @@ class _EndedTurnJson:
             del self._known[key]
 
 
-_ended_turns = _EndedTurnJson()
+_remembered = _RememberedJson()
 
 
 def turn_json(turn: Turn) -> bytes:
     """A turn's JSON (remembered for ended turns, which never change)."""
-    return _ended_turns.encode(turn)
+    if turn.status.is_open:
+        return turn.model_dump_json().encode()
+    return _remembered.encode(turn)
 
 
 def encode_head(head: Head) -> bytes:
-    """Serialises a head like ``encode``, reusing the remembered JSON of its ended turns.
+    """Serialises a head like ``encode``, reusing the remembered JSON of its records.
 
-    The tail goes last; key order means nothing to readers.
+    The request records and the tail go last; key order means nothing to readers.
     """
-    rest = head.model_dump_json(exclude={"tail"}).encode()
-    tail = b",".join(turn_json(turn) for turn in head.tail)
-    return rest[:-1] + b',"tail":[' + tail + b"]}"
+    rest = head.model_dump_json(exclude={"tail", "requests"}).encode()
+    requests = _remembered.encode_list(head.requests)
+    tail = b"[" + b",".join(turn_json(turn) for turn in head.tail) + b"]"
+    return rest[:-1] + b',"requests":' + requests + b',"tail":' + tail + b"}"
 
 
 def decode(cls: type[M], body: bytes, *, session_id: str | None, what: str) -> M:

@@ -255,7 +255,9 @@ class TurnRun:
             raise EngineUnavailable(
                 f"the {self.engine.name} engine ended without an answer", engine=self.engine.name
             )
-        log.info(
+        # DEBUG: one line per model call is noise at production rates; the
+        # figures are in the turn's "model.response" events and usage.
+        log.debug(
             "model call",
             extra={
                 "engine": self.engine.name,

@@ -33,8 +33,7 @@ class AlreadyApplied(Exception):
 
 def remember_request(head: Head, record: RequestRecord) -> None:
     """Records an applied request id in the head (the most recent 64 are kept)."""
-    head.requests.append(record)
-    del head.requests[:-MAX_REQUEST_RECORDS]
+    head.remember_request(record, keep=MAX_REQUEST_RECORDS)
 
 
 async def mutate(

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
-import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -252,7 +252,7 @@ class SessionRepository:
 
     @staticmethod
     def _stamp_commit(head: Head) -> None:
-        head.commit_id = uuid.uuid4().hex
+        head.commit_id = os.urandom(16).hex()  # uuid4().hex's shape, 4x cheaper
         head.recent_commits = [*head.recent_commits, head.commit_id][-RECENT_COMMITS:]
 
     @staticmethod

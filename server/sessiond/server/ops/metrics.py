@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
@@ -37,15 +39,20 @@ class Metrics:
         self.leases_held = Gauge(
             "sessiond_leases_held", "Session leases held by this replica.", registry=self.registry
         )
+        # The labelled children, looked up once per label set: ``labels()``
+        # checks and locks on every call, a few times per turn.
+        self._rpc_count = functools.cache(self.rpcs.labels)
+        self._rpc_latency = functools.cache(self.rpc_seconds.labels)
+        self._store_count = functools.cache(self.store_requests.labels)
 
     def rpc_done(self, method: str, code: str, seconds: float) -> None:
         """Records a finished RPC."""
-        self.rpcs.labels(method, code).inc()
-        self.rpc_seconds.labels(method).observe(seconds)
+        self._rpc_count(method, code).inc()
+        self._rpc_latency(method).observe(seconds)
 
     def store_request(self, operation: str, outcome: str) -> None:
         """Records one object-store request."""
-        self.store_requests.labels(operation, outcome).inc()
+        self._store_count(operation, outcome).inc()
 
     def claim_conflict(self) -> None:
         """Records a lost CAS."""

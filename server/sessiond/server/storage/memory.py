@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import hashlib
-import uuid
+import os
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -248,7 +248,7 @@ class MemoryStore(ObjectStore):
     ) -> ObjectMeta:
         """Writes an object (see :meth:`ObjectStore.put`)."""
         body = bytes(body)
-        put_id = put_id or uuid.uuid4().hex
+        put_id = put_id or os.urandom(16).hex()
         await self._before("put", key)
         # Check and apply with no await in between: this is the atomic CAS.
         current = self._objects.get(key)
