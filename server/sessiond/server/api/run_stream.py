@@ -66,12 +66,10 @@ class RunHandler:
         self._ids = ids
         self._clock = clock
         self._limits = limits
-        self._releases: set[asyncio.Task[None]] = set()
 
     async def drain(self, seconds: float) -> None:
-        """Waits up to ``seconds`` for pending lease releases of broken streams."""
-        if self._releases:
-            await asyncio.wait(set(self._releases), timeout=seconds)
+        """Waits up to ``seconds`` for lease releases of broken streams and detached turns."""
+        await self._turns.background.drain(seconds)
 
     async def handle(
         self,
@@ -114,11 +112,9 @@ class RunHandler:
             if not active.closed:
                 # The call was cancelled (client gone, deadline, shutdown):
                 # release in a task that outlives this handler.
-                task = asyncio.get_running_loop().create_task(
+                self._turns.background.spawn(
                     active.release("STREAM_BROKEN", "the stream broke before the turn ended")
                 )
-                self._releases.add(task)
-                task.add_done_callback(self._releases.discard)
 
     async def _engine_turn(
         self,
@@ -129,19 +125,23 @@ class RunHandler:
     ) -> AsyncIterator[pb.RunResponse]:
         """A server-engine turn: the engine's tool loop runs in a task; this relays its output.
 
-        The loop task outlives a cancelled call just long enough to end the
-        turn as ERROR (``STREAM_BROKEN``), so the lease is released at once.
+        When the call is cancelled (the caller went away), the loop task
+        either outlives it just long enough to end the turn as ERROR
+        (``STREAM_BROKEN``, releasing the lease at once), or, with
+        ``--on-disconnect complete``, runs on without the caller: its output
+        is dropped and tool calls hibernate the turn for a resuming Run.
         """
         engine = self._engines.get(active.turn.engine)
         outbox: asyncio.Queue[pb.RunResponse | _Done] = asyncio.Queue(maxsize=256)
         caller = StreamCaller(requests, outbox.put)
+        emit = caller.emit
 
         async def drive() -> None:
             try:
                 history = await active.history(limit=open_.history_limit)
-                await outbox.put(await self._started(active, history))
+                await emit(await self._started(active, history))
                 for chunk in self._history_chunks(history):
-                    await outbox.put(chunk)
+                    await emit(chunk)
                 outcome = await self._turns.run_engine(
                     active,
                     engine,
@@ -149,22 +149,20 @@ class RunHandler:
                     options=TurnOptions(tools=request.tools, model=request.model),
                     cancel_code="STREAM_BROKEN",
                 )
-                await outbox.put(_Done(outcome=outcome))
+                await emit(_Done(outcome=outcome))
             except CallerGone:
-                await outbox.put(_Done())
+                await emit(_Done())
             except Exception as exc:
                 if not active.closed:
                     await active.release("RUN_FAILED", "the turn failed")
-                await outbox.put(_Done(error=exc))
+                await emit(_Done(error=exc))
             finally:
                 if not active.closed:  # cancelled before the engine ran
                     await asyncio.shield(
                         active.release("STREAM_BROKEN", "the stream broke before the turn ended")
                     )
 
-        task = asyncio.get_running_loop().create_task(drive())
-        self._releases.add(task)
-        task.add_done_callback(self._releases.discard)
+        task = self._turns.background.spawn(drive())
         try:
             while True:
                 item = await outbox.get()
@@ -177,7 +175,11 @@ class RunHandler:
                     yield self._ended(item.outcome)
                 return
         finally:
-            if not task.done():
+            if task.done():
+                pass
+            elif self._turns.complete_on_disconnect:
+                caller.detach()
+            else:
                 task.cancel()
 
     def _open_request(self, open_: pb.RunOpen) -> OpenRequest:

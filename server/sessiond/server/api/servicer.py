@@ -130,15 +130,18 @@ class SessionServicer(pb_grpc.SessionServiceServicer):
     @unary("Chat")
     async def Chat(self, request: pb.ChatRequest, context, keys: TenantKeys) -> pb.ChatResponse:
         """One server-engine turn: text in, text out."""
-        outcome = await self.domain.turns.chat(
-            keys,
-            session_id=request.session_id,
-            agent_id=request.agent_id,
-            text=request.text,
-            engine=request.engine,
-            checkpoint=convert.CHECKPOINT_FROM_PB.get(request.checkpoint, "INVALID"),
-            request_id=request.request_id,
-            model=request.model,
+        turns = self.domain.turns
+        outcome = await turns.detachable(
+            turns.chat(
+                keys,
+                session_id=request.session_id,
+                agent_id=request.agent_id,
+                text=request.text,
+                engine=request.engine,
+                checkpoint=convert.CHECKPOINT_FROM_PB.get(request.checkpoint, "INVALID"),
+                request_id=request.request_id,
+                model=request.model,
+            )
         )
         return pb.ChatResponse(**self._outcome_fields(outcome))
 
@@ -151,11 +154,14 @@ class SessionServicer(pb_grpc.SessionServiceServicer):
             (item.review_id, convert.decision_from_pb(item.decision))
             for item in request.resolutions
         )
-        outcome = await self.domain.turns.resume(
-            keys,
-            session_id=request.session_id,
-            resolutions=resolutions,
-            request_id=request.request_id,
+        turns = self.domain.turns
+        outcome = await turns.detachable(
+            turns.resume(
+                keys,
+                session_id=request.session_id,
+                resolutions=resolutions,
+                request_id=request.request_id,
+            )
         )
         return pb.ResumeResponse(**self._outcome_fields(outcome))
 

@@ -11,10 +11,15 @@ module turns them into stream messages:
   ``RunRequest.fail`` gives up (the turn ends as ERROR ``RUNTIME_FAILED``).
   Anything else, a result for a call that was not asked for, or a second
   result for the same call is ``INVALID_ARGUMENT``.
+
+Once :meth:`StreamCaller.detach` was called (the call is gone and the turn
+completes without it), output is dropped and ``run_tools`` raises
+``CallerGone`` at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -68,18 +73,33 @@ class StreamCaller:
     def __init__(
         self,
         requests: AsyncIterator[pb.RunRequest],
-        send: Callable[[pb.RunResponse], Awaitable[None]],
+        send: Callable[[Any], Awaitable[None]],
     ) -> None:
         self._requests = aiter(requests)
         self._send = send
+        self._gone = asyncio.Event()
+
+    @property
+    def attached(self) -> bool:
+        """Whether the stream is still there to receive output and run tools."""
+        return not self._gone.is_set()
+
+    def detach(self) -> None:
+        """The call is gone: drop output from now on, and stop waiting for tool results."""
+        self._gone.set()
+
+    async def emit(self, item: Any) -> None:
+        """Passes ``item`` to the stream's sender, unless the caller is detached."""
+        if self.attached:
+            await self._send(item)
 
     async def delta(self, text: str) -> None:
         """Sends a text delta."""
-        await self._send(pb.RunResponse(delta=pb.TextDelta(text=text)))
+        await self.emit(pb.RunResponse(delta=pb.TextDelta(text=text)))
 
     async def appended(self, outcome: TurnOutcome) -> None:
         """Acknowledges a commit with the stored messages."""
-        await self._send(
+        await self.emit(
             pb.RunResponse(
                 appended=pb.RunAppended(
                     messages=[convert.stored_message_pb(m) for m in outcome.appended],
@@ -90,7 +110,9 @@ class StreamCaller:
 
     async def run_tools(self, calls: list[ToolCall]) -> dict[str, dict[str, Any]]:
         """Sends the calls and collects one ``toolResult`` body per call."""
-        await self._send(
+        if not self.attached:
+            raise CallerGone()
+        await self.emit(
             pb.RunResponse(
                 tool_calls=pb.ToolCalls(
                     calls=[
@@ -107,7 +129,7 @@ class StreamCaller:
         wanted = {call.tool_use_id for call in calls}
         results: dict[str, dict[str, Any]] = {}
         while len(results) < len(wanted):
-            request = await anext(self._requests, None)
+            request = await self._next_request()
             if request is None:
                 raise CallerGone()
             kind = request.WhichOneof("action")
@@ -131,3 +153,15 @@ class StreamCaller:
                 )
                 results[result.tool_use_id] = block["toolResult"]
         return results
+
+    async def _next_request(self) -> pb.RunRequest | None:
+        """The next request, or None when the stream ends or the caller is detached."""
+        read = asyncio.ensure_future(anext(self._requests, None))
+        gone = asyncio.ensure_future(self._gone.wait())
+        try:
+            await asyncio.wait({read, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+            if not read.done():
+                read.cancel()
+        return read.result() if read.done() and not read.cancelled() else None

@@ -41,6 +41,11 @@ class CallerFailed(Exception):
 class Caller(Protocol):
     """The caller's runtime, connected to a server-engine turn (the ``Run`` stream)."""
 
+    @property
+    def attached(self) -> bool:
+        """False once the caller went away and the turn completes without it."""
+        ...
+
     async def delta(self, text: str) -> None:
         """Forwards a piece of the model's text."""
         ...

@@ -24,7 +24,9 @@ giving the input used), rejected ones get an error result saying so.
 The caller is abstract (:class:`~sessiond.server.domain.engine_calls.Caller`):
 the gRPC ``Run`` stream implements it; ``Chat`` and ``Resume`` have none, so a
 turn whose model wants a caller's tool hibernates until a ``Run`` with
-``open.resume`` continues it.
+``open.resume`` continues it. A caller that detaches mid-turn (it went away
+and the server completes turns on disconnect) counts as none from then on:
+calls committed before it left stay pending for that resuming ``Run``.
 """
 
 from __future__ import annotations
@@ -130,6 +132,8 @@ class TurnRun:
             await self._close_dangling("the caller's runtime failed")
             return await self.active.fail("RUNTIME_FAILED", failed.message[:1024])
         except CallerGone:
+            if self.caller is not None and not self.caller.attached:
+                return await self._wait_for_a_caller()
             await self.abandon("STREAM_CLOSED", "the stream closed while tool results were awaited")
             raise
         except SessiondError as error:
@@ -142,6 +146,21 @@ class TurnRun:
             return
         await self._close_dangling(message)
         await self.active.release(code, message)
+
+    async def _wait_for_a_caller(self) -> TurnOutcome:
+        """Hibernates the turn: its caller went away with tool calls to run.
+
+        The committed calls stay pending (not closed with error results), so
+        a ``Run`` with ``open.resume`` runs them and the turn goes on.
+        """
+        self._dangling = []
+        return await self.active.hibernate(
+            TurnUpdate(), snapshot=engine_snapshot(self.options), reviews=[]
+        )
+
+    def _live_caller(self) -> Caller | None:
+        """The caller, while it is there to run tools and receive output."""
+        return self.caller if self.caller is not None and self.caller.attached else None
 
     async def _close_dangling(self, reason: str) -> None:
         calls, self._dangling = self._dangling, []
@@ -192,7 +211,7 @@ class TurnRun:
                 )
             reviewed = [c for c in calls if self._needs_review(c)]
             wants_caller = any(self._runnable(c) for c in calls)
-            if reviewed or (wants_caller and self.caller is None):
+            if reviewed or (wants_caller and self._live_caller() is None):
                 return await self._ack(
                     await active.hibernate(
                         TurnUpdate(messages=(response.message,), **update),
@@ -240,8 +259,9 @@ class TurnRun:
         try:
             async for event in self.engine.stream(request):
                 if isinstance(event, TextDelta):
-                    if self.caller is not None and event.text:
-                        await self.caller.delta(event.text)
+                    caller = self._live_caller()
+                    if caller is not None and event.text:
+                        await caller.delta(event.text)
                 elif isinstance(event, ModelResponse):
                     response = event
         except (SessiondError, CallerGone, CallerFailed):
@@ -375,6 +395,7 @@ class TurnRun:
         return results
 
     async def _ack(self, outcome: TurnOutcome) -> TurnOutcome:
-        if self.caller is not None and outcome.appended:
-            await self.caller.appended(outcome)
+        caller = self._live_caller()
+        if caller is not None and outcome.appended:
+            await caller.appended(outcome)
         return outcome

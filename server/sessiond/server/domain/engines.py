@@ -286,11 +286,15 @@ class LoopSettings:
         tool_result_timeout_seconds: How long the caller may take to return
             the results of one round of tool calls.
         window: The context window of engines that set none.
+        complete_on_disconnect: A turn whose caller goes away runs on without it
+            (to its answer, or hibernated when tools need the caller) instead of
+            ending as ERROR.
     """
 
     max_tool_rounds: int = 16
     tool_result_timeout_seconds: float = 300.0
     window: ContextWindow = field(default_factory=ContextWindow)
+    complete_on_disconnect: bool = False
 
 
 class EngineRegistry:

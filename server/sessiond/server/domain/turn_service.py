@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,6 +21,7 @@ from sessiond.errors import (
     Unavailable,
 )
 from sessiond.server.domain import strands
+from sessiond.server.domain.background import BackgroundTasks
 from sessiond.server.domain.claims import Replay, claim
 from sessiond.server.domain.content import check_message, text_message
 from sessiond.server.domain.context import ServiceContext
@@ -93,6 +95,24 @@ class TurnService:
         self._loop = EngineLoop(
             limits=ctx.limits, ids=ctx.ids, clock=ctx.clock, settings=ctx.engines.loop
         )
+        #: Lease releases of broken streams and turns completing without their caller.
+        self.background = BackgroundTasks()
+
+    @property
+    def complete_on_disconnect(self) -> bool:
+        """Whether server-engine turns run on when their caller goes away (``--on-disconnect``)."""
+        return self._ctx.engines.loop.complete_on_disconnect
+
+    async def detachable(self, work: Coroutine[Any, Any, TurnOutcome]) -> TurnOutcome:
+        """Awaits a server-engine turn (``chat`` / ``resume``) under the disconnect policy.
+
+        With ``complete``, a caller that goes away (disconnect, deadline) does
+        not cancel the turn: it runs to its end in the background. Otherwise
+        the cancellation ends the turn as ERROR.
+        """
+        if self.complete_on_disconnect:
+            return await self.background.outlive(work)
+        return await work
 
     async def open(self, keys: TenantKeys, request: OpenRequest) -> ActiveTurn | TurnOutcome:
         """Claims the session and opens (or resumes) a turn.

@@ -318,5 +318,6 @@ def build_registry(settings: Settings, engines: list[Engine] | None = None) -> E
         max_tool_rounds=settings.max_tool_rounds,
         tool_result_timeout_seconds=settings.tool_result_timeout_seconds,
         window=ContextWindow(settings.context_window_messages, settings.context_window_tokens),
+        complete_on_disconnect=settings.on_disconnect == "complete",
     )
     return EngineRegistry(chosen, default=default, loop=loop)

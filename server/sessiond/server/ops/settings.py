@@ -130,6 +130,11 @@ class Settings(BaseSettings):
     tool_result_timeout_seconds: float = Field(
         300.0, gt=0, le=86400, description="how long the caller may take to return tool results"
     )
+    on_disconnect: Literal["error", "complete"] = Field(
+        "error",
+        description="what a server-engine turn does when its caller disconnects: end as ERROR"
+        " (error) or finish without the caller (complete; tool calls then wait for a resuming Run)",
+    )
     engines_file: str | None = Field(
         None, description="YAML or JSON file of named engines (docs/engines.md)"
     )
