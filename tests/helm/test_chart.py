@@ -246,6 +246,8 @@ def test_default_user_is_the_image_user(newest) -> None:
 
 
 SECRETISH = re.compile(r"SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL|API_?KEY|ACCESS_KEY", re.I)
+#: Settings named after model tokens (counts), not credentials.
+TOKEN_COUNTS = {"SESSIOND_MAX_TOKENS", "SESSIOND_CONTEXT_WINDOW_TOKENS"}
 
 
 @pytest.mark.parametrize("name", values_ids())
@@ -262,6 +264,9 @@ def test_no_secret_values_inlined(newest, name: str) -> None:
     for config in find(docs, "ConfigMap"):
         for key, value in config["data"].items():
             if key.endswith("_FILE") and any(value.startswith(m + "/") for m in secret_mounts):
+                continue
+            if key in TOKEN_COUNTS:
+                assert value.isdigit(), f"{key}={value!r} is not a count"
                 continue
             assert not SECRETISH.search(key), f"{key} in ConfigMap {config['metadata']['name']}"
     # The only Secrets the chart makes: a generated page-token key (not from
@@ -474,6 +479,10 @@ def test_network_policy(newest) -> None:
     egress_ports = {p["port"] for rule in minio["egress"] for p in rule.get("ports", [])}
     assert egress_ports == {53, 443, 9000}
     assert {"to": [{"ipBlock": {"cidr": "10.20.0.0/16"}}]} in minio["egress"]
+    # So are the model endpoints' (an in-cluster vLLM on 8000).
+    engines = one(newest["engines-values"], "NetworkPolicy")["spec"]
+    egress_ports = {p["port"] for rule in engines["egress"] for p in rule.get("ports", [])}
+    assert egress_ports == {53, 443, 8000}
     assert not find(newest["default-values"], "NetworkPolicy")
 
 
@@ -656,6 +665,24 @@ BAD_VALUES = {
     "moto with an endpoint": (
         {"devMode": {"moto": {"enabled": True}}, "store": {"endpoint": "http://x:1"}},
         "store.endpoint",
+    ),
+    "unknown disconnect policy": (
+        {"engines": {"onDisconnect": "maybe"}},
+        "/engines/onDisconnect'",
+    ),
+    "temperature out of range": ({"engines": {"temperature": 5}}, "/engines/temperature'"),
+    "no tool rounds": ({"engines": {"maxToolRounds": 0}}, "/engines/maxToolRounds'"),
+    "allowed models as one string": (
+        {"engines": {"allowedModels": "a,b"}},
+        "/engines/allowedModels'",
+    ),
+    "inline OpenAI key": (
+        {"engines": {"openai": {"apiKey": {"value": "sk-abc"}}}},
+        "additional properties 'value'",
+    ),
+    "engines file mounted over /tmp": (
+        {"engines": {"file": {"existingConfigMap": "e", "mountPath": "/tmp/"}}},
+        "mount paths of auth, tls and engines must differ",
     ),
     "min above max replicas": (
         {"autoscaling": {"enabled": True, "minReplicas": 5, "maxReplicas": 2}},

@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from pydantic import SecretStr
 
 from sessiond.client.cli import build_parser
+from sessiond.server.engines.config import build_registry
 from sessiond.server.ops.settings import DEVELOPMENT_TOKEN_SECRET, Settings, from_arguments
 from support.helm import (
     CHART,
@@ -30,6 +31,7 @@ from support.helm import (
     load_values,
     render,
     server_container,
+    server_deployment,
     server_environment,
     values_ids,
 )
@@ -53,6 +55,21 @@ VALUE_SETTINGS = {
     ("server", "maxReceiveBytes"): "max_receive_bytes",
     ("server", "maxConcurrentRpcs"): "max_concurrent_rpcs",
     ("engines", "default"): "default_engine",
+    ("engines", "model"): "model",
+    ("engines", "openai", "baseUrl"): "openai_base_url",
+    ("engines", "bedrock", "region"): "bedrock_region",
+    ("engines", "bedrock", "endpoint"): "bedrock_endpoint",
+    ("engines", "bedrock", "model"): "bedrock_model",
+    ("engines", "maxTokens"): "max_tokens",
+    ("engines", "temperature"): "temperature",
+    ("engines", "systemPrompt"): "system_prompt",
+    ("engines", "timeoutSeconds"): "engine_timeout_seconds",
+    ("engines", "maxRetries"): "engine_max_retries",
+    ("engines", "contextWindow", "messages"): "context_window_messages",
+    ("engines", "contextWindow", "tokens"): "context_window_tokens",
+    ("engines", "maxToolRounds"): "max_tool_rounds",
+    ("engines", "toolResultTimeoutSeconds"): "tool_result_timeout_seconds",
+    ("engines", "onDisconnect"): "on_disconnect",
     ("tls", "reloadSeconds"): "tls_reload_seconds",
     ("auth", "reloadSeconds"): "auth_reload_seconds",
     ("auth", "exemptHealth"): "auth_exempt_health",
@@ -169,6 +186,21 @@ def test_every_value_reaches_its_setting(helm_path: Path, monkeypatch) -> None:
         ("server", "maxReceiveBytes"): 33554433,
         ("server", "maxConcurrentRpcs"): 77,
         ("engines", "default"): "engine-9",
+        ("engines", "model"): "model-9",
+        ("engines", "openai", "baseUrl"): "http://llm-9.models:8009/v1",
+        ("engines", "bedrock", "region"): "ap-southeast-9",
+        ("engines", "bedrock", "endpoint"): "https://bedrock-9.example",
+        ("engines", "bedrock", "model"): "bedrock-model-9",
+        ("engines", "maxTokens"): 999,
+        ("engines", "temperature"): 1.25,
+        ("engines", "systemPrompt"): "Be brief: 9 words.",
+        ("engines", "timeoutSeconds"): 9.5,
+        ("engines", "maxRetries"): 9,
+        ("engines", "contextWindow", "messages"): 90,
+        ("engines", "contextWindow", "tokens"): 9000,
+        ("engines", "maxToolRounds"): 99,
+        ("engines", "toolResultTimeoutSeconds"): 909.5,
+        ("engines", "onDisconnect"): "complete",
         ("tls", "reloadSeconds"): 45.5,
         ("auth", "reloadSeconds"): 2.5,
         ("auth", "exemptHealth"): False,
@@ -289,3 +321,48 @@ def test_image_defaults_are_server_settings_and_chart_ports(newest) -> None:
     assert exposed == {port["containerPort"] for port in default["ports"]}
     assert image_env["SESSIOND_LISTEN"].endswith(":50051")
     assert image_env["SESSIOND_METRICS_LISTEN"].endswith(":9464")
+
+
+def test_engines_reach_the_server_and_build(helm_path: Path, monkeypatch, tmp_path: Path) -> None:
+    """The engines scenario: every setting arrives, and the server builds those engines."""
+    docs = render([CI["engines-values"]])
+    settings = served_settings(docs, monkeypatch)
+    assert settings.default_engine == "openai" and settings.on_disconnect == "complete"
+    assert settings.allowed_models == (
+        "Qwen/Qwen2.5-7B-Instruct,mistralai/Mistral-7B-Instruct-v0.3"
+    )
+    # The key and the engines file are the mounted Secret's and ConfigMap's keys.
+    assert settings.openai_api_key is None
+    assert settings.openai_api_key_file == "/etc/sessiond/openai/token"
+    assert settings.engines_file == "/etc/sessiond/engines/engines.yaml"
+    mounts = {m["name"]: m for m in server_container(docs)["volumeMounts"]}
+    volumes = {v["name"]: v for v in server_deployment(docs)["spec"]["template"]["spec"]["volumes"]}
+    assert mounts["openai-api-key"]["readOnly"] is True
+    assert volumes["openai-api-key"]["secret"]["secretName"] == "vllm-api-key"
+    assert volumes["openai-api-key"]["secret"]["items"] == [{"key": "token", "path": "token"}]
+    assert mounts["engines-file"]["readOnly"] is True
+    assert volumes["engines-file"]["configMap"]["name"] == "sessiond-engines"
+    # With those files where the pod has them, the server builds the engines.
+    key_file, engines_file = tmp_path / "token", tmp_path / "engines.yaml"
+    key_file.write_text("vllm-token\n")
+    engines_file.write_text(
+        "engines:\n  haiku:\n    type: bedrock\n    region: us-east-1\n"
+        "    model: anthropic.claude-3-haiku-20240307-v1:0\n"
+    )
+    local = settings.model_copy(
+        update={"openai_api_key_file": str(key_file), "engines_file": str(engines_file)}
+    )
+    registry = build_registry(local)
+    assert {"echo", "openai", "bedrock", "haiku"} <= set(registry.names)
+    assert registry.loop.complete_on_disconnect is True
+    assert registry.loop.max_tool_rounds == 8 and registry.loop.tool_result_timeout_seconds == 120
+
+
+def test_default_values_leave_the_engines_to_the_server(helm_path: Path, monkeypatch) -> None:
+    settings = served_settings(render(values={"store": {"bucket": "bkt"}}), monkeypatch)
+    defaults = Settings()
+    for name in ("model", "openai_base_url", "openai_api_key_file", "bedrock_region"):
+        assert getattr(settings, name) is None, name
+    assert settings.engines_file is None and settings.allowed_models == ""
+    for name in ("engine_timeout_seconds", "max_tool_rounds", "on_disconnect", "max_tokens"):
+        assert getattr(settings, name) == getattr(defaults, name), name

@@ -161,6 +161,17 @@ answer kubelet's probes (TLS, or health checks that need a token).
 {{- printf "%s/%s" (trimSuffix "/" .root.Values.auth.mountPath) .key }}
 {{- end }}
 
+{{/* The TCP port of a URL: explicit, else 443 for https and 80 otherwise. */}}
+{{- define "sessiond.urlPort" -}}
+{{- $url := urlParse . }}
+{{- $hostPort := splitList ":" $url.host }}
+{{- $port := ternary "443" "80" (eq $url.scheme "https") }}
+{{- if and (gt (len $hostPort) 1) (not (hasSuffix "]" $url.host)) }}
+{{- $port = last $hostPort }}
+{{- end }}
+{{- $port }}
+{{- end }}
+
 {{/* terminationGracePeriodSeconds: longer than the server's drain + grace. */}}
 {{- define "sessiond.terminationGracePeriodSeconds" -}}
 {{- $shutdown := addf .Values.server.shutdownDrainSeconds .Values.server.shutdownGraceSeconds }}
@@ -203,6 +214,14 @@ Checks of value combinations the schema cannot express with a clear message.
 {{- if and (or $jwt.keyFileKey $jwt.jwksFileKey $jwt.secretFileKey) (not $jwt.audience) }}
 {{- fail "auth.jwt needs auth.jwt.audience: without it a token minted for another service would be accepted" }}
 {{- end }}
+{{- end }}
+{{- $mounts := list (clean "/tmp") }}
+{{- if .Values.auth.enabled }}{{ $mounts = append $mounts (clean .Values.auth.mountPath) }}{{ end }}
+{{- if .Values.tls.enabled }}{{ $mounts = append $mounts (clean .Values.tls.mountPath) }}{{ end }}
+{{- if .Values.engines.openai.apiKey.existingSecret }}{{ $mounts = append $mounts (clean .Values.engines.openai.apiKey.mountPath) }}{{ end }}
+{{- if .Values.engines.file.existingConfigMap }}{{ $mounts = append $mounts (clean .Values.engines.file.mountPath) }}{{ end }}
+{{- if ne (len $mounts) (len (uniq $mounts)) }}
+{{- fail (printf "the mount paths of auth, tls and engines must differ from each other and from /tmp: %s" (join ", " $mounts)) }}
 {{- end }}
 {{- if and .Values.tls.clientAuth.enabled (not .Values.tls.enabled) }}
 {{- fail "tls.clientAuth.enabled (mutual TLS) needs tls.enabled" }}
