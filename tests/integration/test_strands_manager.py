@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 from strands import Agent, tool
 from strands.hooks import BeforeToolCallEvent, HookProvider, HookRegistry
+from strands.multiagent import GraphBuilder
 
-from sessiond.errors import SessionBusy
+from sessiond.errors import SessionBusy, SessionNotFound
 from sessiond.strands import SessiondSessionManager
 from sessiond.v1 import session_pb2
 from support.strands_model import ReplyModel, ToolCallingModel
@@ -200,6 +201,28 @@ async def test_interrupt_becomes_a_review_resolved_through_the_cli(served) -> No
     assert session.status == session_pb2.SESSION_STATUS_FINISHED
     replay = await served.client.replay("hitl")
     assert replay.turns[0].reviews[0].decision.action == 1  # APPROVE
+
+
+async def test_a_graph_given_this_manager_is_refused_loudly(served) -> None:
+    """The manager keeps agents, not Graph / Swarm state: Strands' convention says so at once.
+
+    A manager without multi-agent persistence raises NotImplementedError when
+    a Graph is built with it (Strands' base class), rather than dropping the
+    graph's state silently. Nothing is written for it.
+    """
+
+    def build_graph():
+        builder = GraphBuilder()
+        builder.add_node(Agent(name="research", model=ReplyModel(), callback_handler=None))
+        manager = SessiondSessionManager("graph-itself", target=served.target)
+        builder.set_session_manager(manager)
+        with pytest.raises(NotImplementedError, match="multi-agent persistence"):
+            builder.build()
+        manager.close()
+
+    await in_thread(build_graph)
+    with pytest.raises(SessionNotFound):
+        await served.client.get("graph-itself")
 
 
 @pytest.fixture(autouse=True)

@@ -372,11 +372,3 @@ class SessiondSessionManager(SessionManager):
             self._turn.cancel()
             self._turn = None
         self._channel.close()
-
-    # -- multi-agent state: not kept by sessiond yet -----------------------------
-
-    def initialize_multi_agent(self, source: Any, **kwargs: Any) -> None:
-        """Multi-agent orchestrators are not persisted through sessiond (yet)."""
-
-    def sync_multi_agent(self, source: Any, **kwargs: Any) -> None:
-        """Multi-agent orchestrators are not persisted through sessiond (yet)."""
