@@ -23,7 +23,13 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
-from sessiond.client.aio import AsyncClient
+from sessiond.client.aio import AsyncClient, text_message
+from sessiond.errors import SessionNotFound
+from sessiond.server.app import build_server
+from sessiond.server.ops.metrics import Metrics
+from sessiond.server.ops.settings import Settings
+from sessiond.server.storage.faults import FaultInjectingStore, FaultRates
+from sessiond.server.storage.local import LocalDirectoryStore
 from sessiond.v1 import session_pb2
 
 SERVICE = "sessiond.v1.SessionService"
@@ -80,16 +86,51 @@ def _check_reflection(target: str) -> None:
         assert {"Delete", "Replay"} <= methods
 
 
-async def test_metrics_count_rpcs_store_requests_and_conflicts(served) -> None:
-    await served.client.start("m")
-    await served.client.chat("m", "hi")
-    from prometheus_client import generate_latest
+async def test_metrics_count_rpcs_store_requests_conflicts_and_leases(tmp_path: Path) -> None:
+    """Every family the issue names moves with the work that feeds it."""
+    metrics = Metrics()
+    local = LocalDirectoryStore(tmp_path / "data", observer=metrics.store_request)
+    # 50 ms per request: two concurrent Archives both read the head before
+    # either writes it, so exactly one loses its compare-and-swap.
+    store = FaultInjectingStore(local, seed=5, rates=FaultRates(latency=(0.05, 0.05)))
+    settings = Settings(listen="127.0.0.1:0", metrics_listen="", log_format="text")
+    server = build_server(settings, store=store, metrics=metrics)
+    await server.start()
+    client = AsyncClient(f"127.0.0.1:{server.port}")
+    try:
+        await client.start("m")
+        await client.chat("m", "hi")
+        assert sample(metrics, "sessiond_rpc_requests_total", method="Chat", code="OK") == 1
+        assert sample(metrics, "sessiond_rpc_duration_seconds_count", method="Start") == 1
+        assert sample(metrics, "sessiond_store_requests_total", operation="put", outcome="ok") > 0
+        assert sample(metrics, "sessiond_store_requests_total", operation="get", outcome="ok") > 0
+        with pytest.raises(SessionNotFound):
+            await client.get("absent")
+        assert sample(
+            metrics, "sessiond_store_requests_total", operation="get", outcome="not_found"
+        )
+        # Leases held: 1 while a Run holds the session, 0 once it ended.
+        async with client.run("m", text_message("user", "hold it")) as turn:
+            assert sample(metrics, "sessiond_leases_held") == 1
+            await turn.finish()
+        assert sample(metrics, "sessiond_leases_held") == 0
+        # Claim conflicts: compare-and-swaps of the head lost to another writer.
+        before = sample(metrics, "sessiond_claim_conflicts_total")
+        await client.start("c")
+        outcomes = await asyncio.gather(
+            client.archive("c"), client.archive("c"), return_exceptions=True
+        )
+        assert any(not isinstance(o, BaseException) for o in outcomes), outcomes
+        assert sample(metrics, "sessiond_claim_conflicts_total") >= before + 1
+    finally:
+        await client.close()
+        await server.stop(0)
 
-    text = generate_latest(served.server.metrics.registry).decode()
-    assert 'sessiond_rpc_requests_total{code="OK",method="Chat"} 1.0' in text
-    assert 'sessiond_rpc_duration_seconds_count{method="Start"} 1.0' in text
-    assert "sessiond_claim_conflicts_total" in text
-    assert "sessiond_leases_held 0.0" in text
+
+def sample(metrics: Metrics, name: str, **labels: str) -> float:
+    """The value of one sample of the server's metrics (0 when absent)."""
+    value = metrics.registry.get_sample_value(name, labels)
+    return 0.0 if value is None else value
 
 
 def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05) -> None:

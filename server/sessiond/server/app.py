@@ -157,8 +157,13 @@ def build_server(
     engines: list[Engine] | None = None,
     tenancy: Tenancy | None = None,
     limits: Limits | None = None,
+    metrics: Metrics | None = None,
 ) -> Server:
     """Builds a server (not yet started) from settings and optional injected parts.
+
+    An injected ``store`` reports its requests to whatever observer it was
+    built with: pass ``metrics`` too, with ``metrics.store_request`` as that
+    observer, to count them in the server's metrics.
 
     ``engines`` replace the built-in ``echo``; the engines the settings
     configure are added (an injected engine wins over a configured one of the
@@ -169,7 +174,7 @@ def build_server(
             file cannot be read or is invalid (``ConfigurationError``); no
             secret is in the message.
     """
-    metrics = Metrics()
+    metrics = metrics or Metrics()
     tls = ServerTls.from_settings(settings)
     authenticator = Authenticator.from_settings(settings)
     if store is None:
