@@ -94,7 +94,7 @@ def strands_texts(store: MemoryStore) -> list[str]:
 async def test_32_concurrent_runs_exactly_one_proceeds(serve) -> None:
     store = MemoryStore()
     store.hooks.append(Jitter(7))
-    served = await serve(store=store)
+    served = await serve(store=store, clock=ManualClock())
     client = served.client
     await client.start("hot")
     turns = [client.run("hot", f"input {n}") for n in range(32)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable
 from typing import Any
 
@@ -12,6 +13,8 @@ from sessiond.client.errors import from_rpc_error
 from sessiond.client.messages import text_message
 from sessiond.errors import SessiondError
 from sessiond.v1 import content_pb2, session_pb2, session_service_pb2, turn_pb2
+
+log = logging.getLogger("sessiond.client")
 
 pb = session_service_pb2
 
@@ -169,7 +172,13 @@ class RunTurn:
                 if exc is None:
                     await self.finish()
                 elif isinstance(exc, Exception) and not isinstance(exc, SessiondError):
-                    await self.fail(f"{type(exc).__name__}: {exc}"[:500])
+                    try:
+                        await self.fail(f"{type(exc).__name__}: {exc}"[:500])
+                    except Exception:
+                        # The block's own error is what the caller must see;
+                        # cancelling the stream below ends the turn as ERROR
+                        # even when fail() could not be delivered.
+                        log.debug("could not fail the turn", exc_info=True)
         finally:
             if self._call is not None and not self._call.done():
                 self._call.cancel()
