@@ -370,13 +370,18 @@ async def test_export_selection_and_errors() -> None:
             await client.import_bundle([], source_prefix="nothing-here")
 
 
+async def objects_under(store: ObjectStore, prefix: str) -> dict[str, bytes]:
+    """Every object under ``prefix``, by key (any store kind)."""
+    return {item.key: (await store.get(item.key)).body for item in await store.list_all(prefix)}
+
+
 @pytest.mark.parametrize("part_bytes", [None, 1000])
 async def test_export_to_prefix_and_import_from_it(
-    part_bytes: int | None, monkeypatch: pytest.MonkeyPatch
+    part_bytes: int | None, monkeypatch: pytest.MonkeyPatch, make_store: MakeStore
 ) -> None:
     if part_bytes:
         monkeypatch.setattr(exporter_module, "PART_BYTES", part_bytes)
-    store = MemoryStore()
+    store = await make_store()
     async with serving(store) as (_, client):
         await populate(client)
         before = await observe(client, SESSIONS)
@@ -385,8 +390,8 @@ async def test_export_to_prefix_and_import_from_it(
         await store.put(stale, b"from an older export", mode=OVERWRITE)
         data, manifest, _ = await export(client, include_archived=True, destination_prefix="b1")
         assert data == b""  # nothing streamed
-        objects = store.snapshot()
         prefix = "tenants/default/exports/b1/"
+        objects = await objects_under(store, prefix)
         names = sorted(k[len(prefix) :] for k in objects if k.startswith(prefix))
         assert stale not in objects
         listed = json.loads(objects[prefix + "manifest.json"])["files"]
@@ -490,12 +495,14 @@ TAMPER_CASES = [
 ]
 
 
-async def test_tampered_bundles_are_refused_before_anything_is_written() -> None:
+async def test_tampered_bundles_are_refused_before_anything_is_written(
+    make_store: MakeStore,
+) -> None:
     async with serving(MemoryStore()) as (_, source):
         await populate(source)
         bundle, _, _ = await export(source, include_archived=True)
     files = members(bundle)
-    target = MemoryStore()
+    target = await make_store()
     async with serving(target) as (_, client):
         for case in TAMPER_CASES:
             with pytest.raises(BundleInvalid):
