@@ -16,7 +16,7 @@ import pytest
 from sessiond.client import message_text
 from sessiond.v1 import session_pb2, turn_pb2
 
-pytestmark = pytest.mark.parametrize("store_kind", ["local"], indirect=True)
+pytestmark = pytest.mark.parametrize("store_kind", ["local", "s3"], indirect=True)
 
 
 def expect_prompt(child: pexpect.spawn, session_id: str) -> None:

@@ -198,6 +198,7 @@ async def test_session_commands(served, sessiond) -> None:
     assert (await run("reviews")).out.strip() == "no pending reviews"
 
 
+@pytest.mark.parametrize("store_kind", ["local", "s3"], indirect=True)
 async def test_export_and_import_with_progress(served, serve, sessiond, tmp_path) -> None:
     client = served.client
     for sid in ("one", "two"):
@@ -248,6 +249,7 @@ async def test_export_and_import_with_progress(served, serve, sessiond, tmp_path
     }
 
 
+@pytest.mark.parametrize("store_kind", ["local", "s3"], indirect=True)
 async def test_errors_are_one_line_with_documented_exit_codes(served, sessiond, tmp_path) -> None:
     client = served.client
     await client.start("done")
@@ -302,6 +304,7 @@ def confirm_delete(child, answer: str) -> int:
     return child.exitstatus
 
 
+@pytest.mark.parametrize("store_kind", ["local", "s3"], indirect=True)
 async def test_delete_asks_at_a_terminal(served, spawn, sessiond) -> None:
     await served.client.start("doomed")
     kept = await asyncio.to_thread(

@@ -16,7 +16,7 @@ from sessiond.client import Client, message_text
 from sessiond.errors import SessionBusy, SessionNotFound
 from sessiond.v1 import session_pb2, turn_pb2
 
-pytestmark = pytest.mark.parametrize("store_kind", ["local"], indirect=True)
+pytestmark = pytest.mark.parametrize("store_kind", ["local", "s3"], indirect=True)
 
 
 def script(target: str, folder: Path) -> dict[str, object]:
