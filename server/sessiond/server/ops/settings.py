@@ -53,8 +53,12 @@ class Settings(BaseSettings):
         le=120,
         description="on SIGTERM, report NOT_SERVING this long before refusing new calls",
     )
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO")
-    log_format: Literal["json", "text"] = Field("json")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="least severe log level written"
+    )
+    log_format: Literal["json", "text"] = Field(
+        "json", description="log lines as JSON objects (json) or readable text (text)"
+    )
     replica_id: str | None = Field(None, description="this process's lease holder id")
     max_message_bytes: int = Field(1024 * 1024, ge=1024, description="largest stored message")
     max_receive_bytes: int = Field(
