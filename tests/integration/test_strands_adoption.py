@@ -7,6 +7,7 @@ a directory, S3SessionManager on moto), then served by sessiond as they are.
 from __future__ import annotations
 
 import json
+import tarfile
 from pathlib import Path
 
 import boto3
@@ -109,9 +110,26 @@ async def test_a_strands_directory_is_served_as_it_is(serve, tmp_path: Path) -> 
     storage = str(tmp_path / TENANT_DIR)
     restored = strands_agent(FileSessionManager("gapped", storage_dir=storage))
     assert restored.messages[-1]["content"][0]["text"] == "echo: after the gap"
-    # Multi-agent state is untouched by every operation, and exported.
+    # Multi-agent state is untouched by every operation, exported, and imported back.
     team = tmp_path / TENANT_DIR / "session_plain/multi_agents/multi_agent_team/multi_agent.json"
     assert json.loads(team.read_text()) == {"id": "team", "state": {"round": 2}}
+    bundle = tmp_path / "all.tar.gz"
+    exported = await client.export_to_file(bundle)
+    assert exported.manifest.session_count == 4
+    with tarfile.open(bundle) as tar:
+        names = tar.getnames()
+        member = "strands/session_plain/multi_agents/multi_agent_team/multi_agent.json"
+        assert tar.extractfile(member).read() == team.read_bytes()
+    assert "strands/session_trimmed/agents/agent_default/agent.json" in names
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    other = await serve(store=LocalDirectoryStore(elsewhere))
+    await other.client.import_file(bundle)
+    copied = elsewhere / TENANT_DIR / team.relative_to(tmp_path / TENANT_DIR)
+    assert copied.read_bytes() == team.read_bytes()
+    assert texts(await other.client.all_messages("gapped")) == texts(
+        await client.all_messages("gapped")
+    )
 
 
 async def test_strands_appends_are_adopted_on_the_next_commit(serve, tmp_path: Path) -> None:
