@@ -22,9 +22,15 @@ SESSIONS = 20
 
 
 async def drive(client: AsyncClient, turns: int, *, seed: int) -> dict:
-    """Runs ``turns`` Chat turns over ``SESSIONS`` sessions; retries COMMIT_UNKNOWN once."""
+    """Runs ``turns`` Chat turns over ``SESSIONS`` sessions; retries COMMIT_UNKNOWN once.
+
+    Returns the acknowledged inputs by session and the inputs of turns
+    reported failed (a definite error, not COMMIT_UNKNOWN): those must never
+    be visible.
+    """
     rng = random.Random(seed)
     acknowledged: dict[str, list[str]] = {f"f{n}": [] for n in range(SESSIONS)}
+    failed: set[str] = set()
     outcomes: Counter[str] = Counter()
     for sid in acknowledged:
         while True:
@@ -45,25 +51,31 @@ async def drive(client: AsyncClient, turns: int, *, seed: int) -> dict:
                 reply = await client.chat(sid, text, request_id=request_id)
             except SessiondError as error:
                 outcomes[f"retry_failed:{error.code}"] += 1
+                if not isinstance(error, CommitUnknown):
+                    failed.add(text)
                 continue
         except SessiondError as error:
             outcomes[error.code] += 1
+            failed.add(text)
             continue
         assert reply.text == f"echo: {text}"
         acknowledged[sid].append(text)
         outcomes["ok"] += 1
-    return {"acknowledged": acknowledged, "outcomes": outcomes}
+    return {"acknowledged": acknowledged, "failed": failed, "outcomes": outcomes}
 
 
-async def check_history(client: AsyncClient, acknowledged: dict[str, list[str]]) -> dict:
-    lost = duplicated = 0
+async def check_history(
+    client: AsyncClient, acknowledged: dict[str, list[str]], failed: set[str]
+) -> dict:
+    lost = duplicated = visible_failed = 0
     for sid, texts in acknowledged.items():
         messages = await client.all_messages(sid)
         inputs = [m.message.content[0].text for m in messages if m.message.role == 1]
         counts = Counter(inputs)
         lost += sum(1 for text in texts if counts[text] == 0)
         duplicated += sum(1 for count in counts.values() if count > 1)
-    return {"lost": lost, "duplicated": duplicated}
+        visible_failed += sum(1 for text in inputs if text in failed)
+    return {"lost": lost, "duplicated": duplicated, "visible_failed": visible_failed}
 
 
 @pytest.mark.parametrize("seed", [11])
@@ -74,10 +86,10 @@ async def test_2000_turns_with_503s_and_resets(serve, seed: int) -> None:
     served = await serve(store=faulty)
     result = await drive(served.client, 2000, seed=seed)
     faulty.enabled = False
-    history = await check_history(served.client, result["acknowledged"])
+    history = await check_history(served.client, result["acknowledged"], result["failed"])
     outcomes = result["outcomes"]
     print(f"seed {seed}: {dict(outcomes)}, injected {dict(faulty.injected)}, {history}")
-    assert history == {"lost": 0, "duplicated": 0}
+    assert history == {"lost": 0, "duplicated": 0, "visible_failed": 0}
     assert outcomes["ok"] / 2000 >= 0.99
     assert set(outcomes) <= {"ok", "UNAVAILABLE", "ABORTED", "commit_unknown"}
 
@@ -88,16 +100,37 @@ async def test_2000_turns_with_ambiguous_writes(serve, seed: int) -> None:
     served = await serve(store=faulty)
     result = await drive(served.client, 2000, seed=seed)
     faulty.enabled = False
-    history = await check_history(served.client, result["acknowledged"])
+    history = await check_history(served.client, result["acknowledged"], result["failed"])
     outcomes = result["outcomes"]
     print(f"seed {seed}: {dict(outcomes)}, injected {dict(faulty.injected)}, {history}")
     # No acknowledged turn lost, none applied twice (a retried request id
     # returns the original), and our own writes were never taken for
     # someone else's: no ABORTED at all with a single writer per session.
-    assert history == {"lost": 0, "duplicated": 0}
+    assert history == {"lost": 0, "duplicated": 0, "visible_failed": 0}
     assert "ABORTED" not in outcomes
     assert set(outcomes) <= {"ok", "UNAVAILABLE", "commit_unknown", "retry_failed:UNAVAILABLE"}
     assert outcomes["ok"] / 2000 >= 0.99
+
+
+@pytest.mark.parametrize("seed", [29])
+async def test_ambiguous_writes_without_client_retries(serve, seed: int) -> None:
+    """Failures reach the caller (no transparent retry): none reported failed is visible.
+
+    At 5% the server's own retries hide every fault, so this run uses 20%
+    ambiguous writes plus 10% 503s to make some turns fail for real.
+    """
+    rates = FaultRates(ambiguous=0.2, slowdown=0.1)
+    faulty = FaultInjectingStore(MemoryStore(), seed=seed, rates=rates)
+    served = await serve(store=faulty)
+    async with AsyncClient(served.target, retries=False) as bare:
+        result = await drive(bare, 2000, seed=seed)
+    faulty.enabled = False
+    history = await check_history(served.client, result["acknowledged"], result["failed"])
+    outcomes = result["outcomes"]
+    print(f"seed {seed}, no client retries: {dict(outcomes)}, {dict(faulty.injected)}, {history}")
+    assert result["failed"], "the fault rate should make some turns fail"
+    assert history == {"lost": 0, "duplicated": 0, "visible_failed": 0}
+    assert "ABORTED" not in outcomes
 
 
 async def test_a_failed_write_is_never_visible(serve) -> None:
