@@ -20,9 +20,10 @@ from strands import Agent, tool
 from strands.hooks import BeforeToolCallEvent, HookProvider, HookRegistry
 from strands.multiagent import GraphBuilder
 
-from sessiond.errors import SessionBusy, SessionNotFound
+from sessiond.client.aio import AsyncClient
+from sessiond.errors import SessionBusy, SessionNotFound, Unauthenticated
 from sessiond.strands import SessiondSessionManager
-from sessiond.v1 import session_pb2
+from sessiond.v1 import session_pb2, turn_pb2
 from support.strands_model import ReplyModel, ToolCallingModel
 
 DELETED: list[str] = []
@@ -201,6 +202,53 @@ async def test_interrupt_becomes_a_review_resolved_through_the_cli(served) -> No
     assert session.status == session_pb2.SESSION_STATUS_FINISHED
     replay = await served.client.replay("hitl")
     assert replay.turns[0].reviews[0].decision.action == 1  # APPROVE
+
+
+class FailingModel(ReplyModel):
+    """A model whose call fails (an unreachable endpoint, a bad key...)."""
+
+    async def stream(self, messages: list[Any], *args: Any, **kwargs: Any):
+        raise RuntimeError("the model endpoint is down")
+        yield
+
+
+async def test_a_failed_invocation_fails_its_turn(served) -> None:
+    def invoke():
+        manager = SessiondSessionManager("broken", target=served.target)
+        agent = Agent(model=FailingModel(), session_manager=manager, callback_handler=None)
+        try:
+            with pytest.raises(RuntimeError, match="endpoint is down"):
+                agent("are you there?")
+            agent.model = ReplyModel()
+            agent("and now?")  # the session takes the next turn
+        finally:
+            manager.close()
+
+    await in_thread(invoke)
+    turns = (await served.client.replay("broken")).turns
+    assert [t.status for t in turns] == [turn_pb2.TURN_STATUS_ERROR, turn_pb2.TURN_STATUS_FINISHED]
+    assert "raised" in turns[0].error.message
+    assert (await served.client.get("broken")).status == session_pb2.SESSION_STATUS_FINISHED
+
+
+async def test_a_token_authenticates_every_call(serve, tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens"
+    tokens.write_text("acme:s3cret-token-for-acme\n")
+    served = await serve(auth_tokens_file=str(tokens))
+
+    def invoke(token: str | None):
+        manager = SessiondSessionManager("authed", target=served.target, token=token)
+        try:
+            agent = Agent(model=ReplyModel(), session_manager=manager, callback_handler=None)
+            agent("hello")
+        finally:
+            manager.close()
+
+    await in_thread(invoke, "s3cret-token-for-acme")
+    async with AsyncClient(served.target, token="s3cret-token-for-acme") as acme:
+        assert (await acme.get("authed")).message_count == 2
+    with pytest.raises(Unauthenticated):
+        await in_thread(invoke, None)
 
 
 async def test_a_graph_given_this_manager_is_refused_loudly(served) -> None:

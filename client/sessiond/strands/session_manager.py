@@ -73,11 +73,17 @@ def _usage_of(agent: Any) -> dict[str, Any]:
 class _Turn:
     """One synchronous ``Run`` stream: requests go in through a queue."""
 
-    def __init__(self, stub: Any, open_: pb.RunOpen, timeout: float | None) -> None:
+    def __init__(
+        self,
+        stub: Any,
+        open_: pb.RunOpen,
+        timeout: float | None,
+        metadata: tuple[tuple[str, str], ...] | None,
+    ) -> None:
         self._requests: queue.Queue[pb.RunRequest | None] = queue.Queue()
         self._requests.put(pb.RunRequest(open=open_))
         self._responses: Iterator[pb.RunResponse] = stub.Run(
-            iter(self._requests.get, None), timeout=timeout
+            iter(self._requests.get, None), timeout=timeout, metadata=metadata
         )
         self.ended: Any = None
         self.last_index: int | None = None
@@ -150,6 +156,7 @@ class SessiondSessionManager(SessionManager):
         self._usage_at_start: dict[str, Any] = {}
         self._agent_ids: set[str] = set()
         self._status = 0
+        self._last_role: str | None = None
 
     # -- plumbing --------------------------------------------------------------
 
@@ -237,6 +244,7 @@ class SessiondSessionManager(SessionManager):
 
     def append_message(self, message: dict[str, Any], agent: Any, **kwargs: Any) -> None:
         """Commits a message Strands added; the first one of an invocation claims the session."""
+        self._last_role = message.get("role")
         if self._turn is None:
             self._claim(agent, message)
             return
@@ -251,7 +259,7 @@ class SessiondSessionManager(SessionManager):
         )
         if not resume:
             open_.input.CopyFrom(to_proto(message))
-        self._turn = _Turn(self._stub, open_, None)
+        self._turn = _Turn(self._stub, open_, None, self._metadata)
         if self._turn.ended is not None:
             self._turn = None
             raise SessiondError("sessiond ended the turn before it started")
@@ -314,6 +322,17 @@ class SessiondSessionManager(SessionManager):
                 ]
                 self._send(pb.RunRequest(hibernate=pb.RunHibernate(update=update, reviews=reviews)))
                 self._status = 4 if reviews else 3
+            elif event.result is None and self._last_role != "assistant":
+                # The invocation raised before the model answered (Strands
+                # calls this hook from a finally): the turn failed, it did
+                # not finish. What was appended stays.
+                self._send(pb.RunRequest(append=pb.RunAppend(update=update)))
+                self._send(
+                    pb.RunRequest(
+                        fail=pb.RunFail(error_message="the Strands invocation raised an error")
+                    )
+                )
+                self._status = 6
             else:
                 self._send(pb.RunRequest(finish=pb.RunFinish(update=update)))
                 self._status = 5
