@@ -196,3 +196,27 @@ async def test_s3_prefix_written_by_strands_is_adopted(serve, make_s3_store, s3_
 @pytest.fixture(autouse=True)
 def _quiet_strands(caplog):
     caplog.set_level("WARNING", logger="strands")
+
+
+async def test_a_run_restores_what_strands_appended_since(serve, tmp_path: Path) -> None:
+    """The claim adopts Strands' appends: the runtime's context and the input index have them."""
+    served = await serve(store=LocalDirectoryStore(tmp_path))
+    client = served.client
+    await client.start("relay")
+    await client.chat("relay", "from sessiond")
+    agent = strands_agent(FileSessionManager("relay", storage_dir=str(tmp_path / TENANT_DIR)))
+    agent("from strands")
+    async with client.run("relay", "back to sessiond") as turn:
+        assert texts(turn.history) == [
+            "from sessiond",
+            "echo: from sessiond",
+            "from strands",
+            "reply to: from strands",
+        ]
+        assert turn.started.input.index == 4
+        await turn.finish([text_message("assistant", "seen all four")])
+    messages = await client.all_messages("relay")
+    assert [m.index for m in messages] == list(range(6))
+    assert texts(messages)[4:] == ["back to sessiond", "seen all four"]
+    events = [e.type for e in (await client.replay("relay")).turns[-1].events]
+    assert "messages.adopted" in events

@@ -297,6 +297,8 @@ class Adoption:
             found.append(
                 stored_message(document, agent_id=agent_id, index=index, session_id=sid, now=now)
             )
+        if not found:  # nothing appended: spare the agent.json read
+            return found, None
         agent_doc = await self._read_json(keys.agent_json(sid, agent_id), sid, "agent")
         agent = _agent_from_file(agent_id, agent_doc, now) if agent_doc else None
         return found, agent

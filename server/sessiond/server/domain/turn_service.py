@@ -187,6 +187,15 @@ class TurnService:
         active = ActiveTurn(
             ctx.turn_deps(), keys, claimed.head, claimed.etag, pending_input=request.input
         )
+        try:
+            await active.adopt_strands_appends()
+        except BaseException:
+            await asyncio.shield(
+                active.release(
+                    "ADOPTION_FAILED", "messages a Strands writer appended are unreadable"
+                )
+            )
+            raise
         active.start_renewal()
         if request.checkpoint == "AFTER_PROMPT" and not request.resume:
             # A server-engine turn keeps the request's tools and model for

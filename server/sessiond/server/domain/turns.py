@@ -566,6 +566,24 @@ class ActiveTurn:
                 mode=OVERWRITE,
             )
 
+    async def adopt_strands_appends(self) -> None:
+        """Takes messages a Strands writer appended since the last commit into this turn.
+
+        Called right after the claim (one GET of ``message_<count>``, a 404
+        when nothing was appended), so the restored context and the input's
+        index include them; the turn's first commit records them. Appends
+        that land later are still caught at commit (the create-only write of
+        ``message_<count>`` fails).
+        """
+        if self._deps.adopt_appended is None:
+            return
+        start = self.head.agents[self.agent_id].message_count
+        messages, agent_file = await self._deps.adopt_appended(
+            self.keys, self.head, self.agent_id, start
+        )
+        if messages:
+            self._take_adopted(self.agent_id, messages, agent_file)
+
     async def _adopt_appended(self, foreign: ForeignMessage) -> None:
         """Adds a Strands writer's appended messages to this turn (committed by the caller)."""
         assert self._deps.adopt_appended is not None
@@ -576,10 +594,14 @@ class ActiveTurn:
             raise ConcurrentModification(
                 "another writer changed this session's messages", session_id=self.session_id
             )
+        self._take_adopted(foreign.agent_id, messages, agent_file)
+
+    def _take_adopted(self, agent_id: str, messages: list, agent_file: Any) -> None:
+        """Records adopted messages (and Strands' newest agent.json) in this turn."""
         now = self._deps.clock.now()
         self.head = self.head.working_copy()  # the committed head is shared
         turn = self.head.tail[-1]
-        agent = self.head.agents[foreign.agent_id]
+        agent = self.head.agents[agent_id]
         turn.messages.extend(messages)
         agent.message_count = messages[-1].index + 1
         if agent_file is not None:
