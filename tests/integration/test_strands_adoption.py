@@ -198,9 +198,36 @@ def _quiet_strands(caplog):
     caplog.set_level("WARNING", logger="strands")
 
 
-async def test_a_run_restores_what_strands_appended_since(serve, tmp_path: Path) -> None:
-    """The claim adopts Strands' appends: the runtime's context and the input index have them."""
+async def test_by_default_a_run_learns_of_strands_appends_at_its_first_commit(
+    serve, tmp_path: Path
+) -> None:
+    """No extra request per claim: the first commit detects and adopts them, and says so."""
     served = await serve(store=LocalDirectoryStore(tmp_path))
+    client = served.client
+    await client.start("late")
+    await client.chat("late", "from sessiond")
+    agent = strands_agent(FileSessionManager("late", storage_dir=str(tmp_path / TENANT_DIR)))
+    agent("from strands")
+    async with client.run("late", "back to sessiond") as turn:
+        assert len(turn.history) == 2  # not read at claim
+        acknowledged = (await turn.append([text_message("assistant", "partial")])).messages
+        # The acknowledgement carries what was stored, Strands' messages first.
+        assert [m.index for m in acknowledged] == [2, 3, 4, 5]
+        assert texts(acknowledged) == [
+            "from strands",
+            "reply to: from strands",
+            "back to sessiond",
+            "partial",
+        ]
+        await turn.finish()
+    assert [m.index for m in await client.all_messages("late")] == list(range(6))
+
+
+async def test_adopt_on_claim_puts_strands_appends_in_the_restored_context(
+    serve, tmp_path: Path
+) -> None:
+    """With --adopt-on-claim the runtime's context and the input index include them."""
+    served = await serve(store=LocalDirectoryStore(tmp_path), adopt_on_claim=True)
     client = served.client
     await client.start("relay")
     await client.chat("relay", "from sessiond")

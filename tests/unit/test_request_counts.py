@@ -172,6 +172,24 @@ async def test_run_turn_is_claim_then_commit(serve: Serve, store, meter) -> None
     assert depth == 3
 
 
+async def test_adopt_on_claim_adds_one_parallel_get(serve: Serve, store, meter) -> None:
+    served = await replica(serve, store, adopt_on_claim=True)
+    client = served.client
+    await client.start("probe")
+    await client.chat("probe", "first turn")
+
+    async def turn() -> None:
+        async with client.run("probe", "question") as run:
+            await run.finish(["answer"])
+
+    counts, depth = await meter.measure(turn)
+
+    # The GET of message_<count> (a 404: nothing appended) rides beside the
+    # claim CAS: one request more, no round trip more.
+    assert counts == {"get": 1, "put": 4}
+    assert depth == 3
+
+
 async def test_plain_turns_meet_the_issue_budget(serve: Serve, store, meter) -> None:
     """At most 5 requests per plain turn, claim included, at most 3 sequential."""
     served = await replica(serve, store)

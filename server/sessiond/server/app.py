@@ -199,6 +199,7 @@ def build_server(
         engines=registry,
         holder=settings.replica_id or default_replica_id(),
         lease_ttl=timedelta(seconds=settings.lease_ttl_seconds),
+        adopt_on_claim=settings.adopt_on_claim,
         metrics=metrics,
     )
     adoption = Adoption(context, discovery_interval=settings.discovery_interval_seconds)

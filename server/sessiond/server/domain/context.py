@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from sessiond.server.domain.clock import Clock, IdSource
 from sessiond.server.domain.engines import EngineRegistry
@@ -18,6 +18,7 @@ from sessiond.server.domain.repository import SessionRepository
 from sessiond.server.domain.turns import TurnDeps
 
 log = logging.getLogger("sessiond.domain")
+T = TypeVar("T")
 
 
 class DomainMetrics(Protocol):
@@ -43,7 +44,12 @@ class NullMetrics:
 
 
 class BackgroundTasks:
-    """Fire-and-forget work (cleanups) that shutdown can still wait for."""
+    """Work that outlives the call that started it, which shutdown can still wait for.
+
+    Fire-and-forget cleanups (lease releases of broken streams, index
+    flushes), and with ``--on-disconnect complete`` server-engine turns that
+    run on after their caller went away (:meth:`outlive`).
+    """
 
     def __init__(self) -> None:
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -53,7 +59,7 @@ class BackgroundTasks:
         """Registers a coroutine function to await first when draining (flushes)."""
         self._drain_hooks.append(hook)
 
-    def spawn(self, awaitable: Awaitable[Any]) -> None:
+    def spawn(self, awaitable: Awaitable[Any]) -> asyncio.Task[None]:
         """Runs ``awaitable`` in the background, logging (not raising) failures."""
 
         async def guarded() -> None:
@@ -65,6 +71,25 @@ class BackgroundTasks:
         task = asyncio.get_running_loop().create_task(guarded())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def outlive(self, work: Coroutine[Any, Any, T]) -> T:
+        """Runs ``work`` to its end even if the awaiting call is cancelled.
+
+        The caller gets the result (or the error) while it waits; once it is
+        cancelled, the work goes on in the background.
+        """
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._settled)
+        return await asyncio.shield(task)
+
+    def _settled(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # Retrieved, so a caller that went away leaves no "exception never
+            # retrieved" noise; the turn itself records what failed.
+            log.debug("background work ended with %r", task.exception())
 
     async def drain(self, seconds: float) -> None:
         """Waits up to ``seconds`` for background work to finish."""
@@ -114,6 +139,8 @@ class ServiceContext:
     engines: EngineRegistry
     holder: str
     lease_ttl: timedelta
+    #: Look for a Strands writer's appends at every claim (``--adopt-on-claim``).
+    adopt_on_claim: bool = False
     metrics: DomainMetrics = field(default_factory=NullMetrics)
     background: BackgroundTasks = field(default_factory=BackgroundTasks)
     active_turns: ActiveTurns = field(default_factory=ActiveTurns)

@@ -21,7 +21,6 @@ from sessiond.errors import (
     Unavailable,
 )
 from sessiond.server.domain import strands
-from sessiond.server.domain.background import BackgroundTasks
 from sessiond.server.domain.claims import Replay, claim
 from sessiond.server.domain.content import check_message, text_message
 from sessiond.server.domain.context import ServiceContext
@@ -56,7 +55,7 @@ from sessiond.server.domain.records import (
 )
 from sessiond.server.domain.repository import store_errors
 from sessiond.server.domain.reviews import DecisionInput, check_decision, record_decision
-from sessiond.server.domain.turns import ActiveTurn, TurnOutcome, TurnUpdate
+from sessiond.server.domain.turns import ActiveTurn, AppendProbe, TurnOutcome, TurnUpdate
 from sessiond.server.domain.validation import check_id, check_optional_id, check_request_id
 from sessiond.server.storage.port import OVERWRITE, NotFound
 
@@ -96,7 +95,7 @@ class TurnService:
             limits=ctx.limits, ids=ctx.ids, clock=ctx.clock, settings=ctx.engines.loop
         )
         #: Lease releases of broken streams and turns completing without their caller.
-        self.background = BackgroundTasks()
+        self.background = ctx.background
 
     @property
     def complete_on_disconnect(self) -> bool:
@@ -142,6 +141,7 @@ class TurnService:
             resolve_model(ctx.engines.get(request.engine), request.model)
         run_id = ctx.ids.random_hex(8)
         created_agent: list[str] = []
+        probes: list[AppendProbe] = []
 
         def shape(head: Head, now: datetime) -> None:
             created_agent.clear()
@@ -165,6 +165,15 @@ class TurnService:
                         request_id=request_id, op="turn", turn_number=head.tail[-1].number, at=now
                     ),
                 )
+            # With --adopt-on-claim, look for a Strands writer's appends while
+            # the claim's CAS is in flight (same round trip); a retried claim
+            # starts over. Without it they are found at the first commit.
+            for stale in probes:
+                stale.cancel()
+            probes.clear()
+            aid = head.tail[-1].agent_id
+            if ctx.adopt_on_claim and aid not in created_agent and ctx.adoption is not None:
+                probes.append(AppendProbe.start(ctx.adoption, keys, head, aid))
 
         try:
             claimed = await claim(
@@ -178,8 +187,12 @@ class TurnService:
                 shape=shape,
                 on_conflict=ctx.metrics.claim_conflict,
             )
-        except Replay as replay:
-            return await self._replayed(keys, replay.head, request_id or "")
+        except BaseException as error:
+            for probe in probes:
+                probe.cancel()
+            if isinstance(error, Replay):
+                return await self._replayed(keys, error.head, request_id or "")
+            raise
         if claimed.took_over:
             await self._clean_orphans(keys, claimed.head)
         for aid in created_agent:
@@ -188,7 +201,8 @@ class TurnService:
             ctx.turn_deps(), keys, claimed.head, claimed.etag, pending_input=request.input
         )
         try:
-            await active.adopt_strands_appends()
+            if ctx.adopt_on_claim:
+                await active.adopt_strands_appends(probes[0] if probes else None)
         except BaseException:
             await asyncio.shield(
                 active.release(

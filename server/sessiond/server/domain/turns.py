@@ -133,6 +133,32 @@ _END_EVENT = {
 }
 
 
+class AppendProbe:
+    """A look for a Strands writer's appends at ``message_<start>``, running in a task."""
+
+    def __init__(self, agent_id: str, start: int, task: asyncio.Task[Any]) -> None:
+        self.agent_id = agent_id
+        self.start = start
+        self._task = task
+
+    @classmethod
+    def start(cls, adoption: Any, keys: TenantKeys, head: Head, agent_id: str) -> AppendProbe:
+        """Starts probing from the agent's committed message count in ``head``."""
+        start = head.agents[agent_id].message_count
+        task = asyncio.ensure_future(adoption.appended(keys, head, agent_id, start))
+        return cls(agent_id, start, task)
+
+    async def result(self) -> tuple[list[StoredMessage], Any]:
+        """The appended messages and Strands' agent.json (see ``Adoption.appended``)."""
+        return await self._task
+
+    def cancel(self) -> None:
+        """Drops the probe (its result is not needed)."""
+        self._task.cancel()
+        # A cancelled or failed probe must not log "exception never retrieved".
+        self._task.add_done_callback(lambda task: task.cancelled() or task.exception())
+
+
 class ActiveTurn:
     """A turn that holds the session's lease, until it finishes, hibernates or fails."""
 
@@ -168,6 +194,8 @@ class ActiveTurn:
         self.epoch = head.epoch if self.optimistic else head.lease.epoch
         self.turn_number = head.tail[-1].number
         self._agent_id = head.tail[-1].agent_id
+        #: Messages adopted from a Strands writer, not acknowledged yet.
+        self._adopted: list[StoredMessage] = []
         self._last_turn = head.tail[-1]
         if not self.optimistic:
             deps.on_lease_change(+1)
@@ -498,8 +526,10 @@ class ActiveTurn:
         elif state_changed:
             await self._write_agent_json(head, agent.agent_id)
         # ``turn`` is the committed turn object even if compaction moved it
-        # from the tail into a pack.
-        return TurnOutcome(head=head, turn=turn, appended=appended)
+        # from the tail into a pack. Messages adopted from a Strands writer
+        # are acknowledged with the commit that recorded them, first.
+        adopted, self._adopted = self._adopted, []
+        return TurnOutcome(head=head, turn=turn, appended=adopted + appended)
 
     def _end_data(self, error: TurnError | None) -> dict[str, Any]:
         if error is None:
@@ -566,21 +596,26 @@ class ActiveTurn:
                 mode=OVERWRITE,
             )
 
-    async def adopt_strands_appends(self) -> None:
+    async def adopt_strands_appends(self, probe: AppendProbe | None = None) -> None:
         """Takes messages a Strands writer appended since the last commit into this turn.
 
-        Called right after the claim (one GET of ``message_<count>``, a 404
-        when nothing was appended), so the restored context and the input's
-        index include them; the turn's first commit records them. Appends
-        that land later are still caught at commit (the create-only write of
-        ``message_<count>`` fails).
+        Called right after the claim, with the probe the claim started (one
+        GET of ``message_<count>``, a 404 when nothing was appended), so the
+        restored context and the input's index include them; the turn's
+        first commit records them. Appends that land later are still caught
+        at commit (the create-only write of ``message_<count>`` fails).
         """
         if self._deps.adopt_appended is None:
             return
         start = self.head.agents[self.agent_id].message_count
-        messages, agent_file = await self._deps.adopt_appended(
-            self.keys, self.head, self.agent_id, start
-        )
+        if probe is not None and (probe.agent_id, probe.start) == (self.agent_id, start):
+            messages, agent_file = await probe.result()
+        else:
+            if probe is not None:
+                probe.cancel()
+            messages, agent_file = await self._deps.adopt_appended(
+                self.keys, self.head, self.agent_id, start
+            )
         if messages:
             self._take_adopted(self.agent_id, messages, agent_file)
 
@@ -603,6 +638,7 @@ class ActiveTurn:
         turn = self.head.tail[-1]
         agent = self.head.agents[agent_id]
         turn.messages.extend(messages)
+        self._adopted.extend(messages)
         agent.message_count = messages[-1].index + 1
         if agent_file is not None:
             # What Strands last wrote to agent.json is the agent's newest state.

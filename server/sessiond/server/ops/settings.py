@@ -78,6 +78,12 @@ class Settings(BaseSettings):
         ge=1,
         description="how often List looks for sessions written by Strands alone",
     )
+    adopt_on_claim: bool = Field(
+        False,
+        description="look for messages a Strands writer appended at every turn's claim (one GET"
+        " beside the claim), so the restored context has them; off: they are found and adopted"
+        " at the turn's first commit at no extra cost",
+    )
     index_segment_capacity: int = Field(
         256, ge=2, le=4096, description="sessions per listing index segment (tuning)"
     )
