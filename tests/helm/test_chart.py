@@ -38,7 +38,14 @@ from support.helm import (
 
 VALIDATOR = Path(sys.executable).with_name("kubernetes-validate")
 CI = {path.stem: path for path in CI_VALUES}
-EXPECTED_CI = {"default-values", "production-irsa-values", "hpa-values", "dev-moto-values"}
+EXPECTED_CI = {
+    "default-values",
+    "production-irsa-values",
+    "hpa-values",
+    "dev-moto-values",
+    "engines-values",
+    "engines-bedrock-values",
+}
 
 
 def pod_spec(docs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -349,6 +356,80 @@ def test_auth_and_tls_secrets_are_mounted_read_only(newest) -> None:
     assert env["SESSIOND_AUTH_JWKS_FILE"] == "/etc/sessiond/auth/jwks.json"
     assert env["SESSIOND_AUTH_JWT_TENANT_CLAIM"] == "org"
     assert "SESSIOND_ALLOW_INSECURE" not in env
+
+
+def test_engine_keys_and_files_are_mounted_read_only(newest) -> None:
+    """The OpenAI key, the engines file and its engines' key Secrets: read-only volumes."""
+    docs = newest["engines-values"]
+    volumes = {v["name"]: v for v in pod_spec(docs)["volumes"]}
+    mounts = {m["name"]: m for m in server_container(docs)["volumeMounts"]}
+    assert volumes["openai-api-key"]["secret"] == {
+        "secretName": "vllm-api-key",
+        "defaultMode": 0o440,
+        "items": [{"key": "token", "path": "token"}],
+    }
+    assert mounts["openai-api-key"] == {
+        "name": "openai-api-key",
+        "mountPath": "/etc/sessiond/openai",
+        "readOnly": True,
+    }
+    assert volumes["engines-file"]["configMap"] == {
+        "name": "sessiond-engines",
+        "items": [{"key": "engines.yaml", "path": "engines.yaml"}],
+    }
+    assert mounts["engines-file"]["mountPath"] == "/etc/sessiond/engines"
+    assert mounts["engines-file"]["readOnly"] is True
+    # Each key Secret of the engines file's engines, in a directory of its own.
+    for index, name in enumerate(["openai-keys", "litellm-keys"]):
+        volume = f"engine-keys-{index}"
+        assert volumes[volume]["secret"] == {"secretName": name, "defaultMode": 0o440}
+        assert mounts[volume] == {
+            "name": volume,
+            "mountPath": f"/etc/sessiond/engine-keys/{name}",
+            "readOnly": True,
+        }
+    env = server_environment(docs)
+    assert env["SESSIOND_OPENAI_API_KEY_FILE"] == "/etc/sessiond/openai/token"
+    assert env["SESSIOND_ENGINES_FILE"] == "/etc/sessiond/engines/engines.yaml"
+    assert "SESSIOND_OPENAI_API_KEY" not in env and "OPENAI_API_KEY" not in env
+    # The engines file from a Secret instead.
+    bedrock = newest["engines-bedrock-values"]
+    volumes = {v["name"]: v for v in pod_spec(bedrock)["volumes"]}
+    mounts = {m["name"]: m for m in server_container(bedrock)["volumeMounts"]}
+    assert volumes["engines-file"]["secret"] == {
+        "secretName": "sessiond-engines",
+        "defaultMode": 0o440,
+        "items": [{"key": "engines.json", "path": "engines.json"}],
+    }
+    assert mounts["engines-file"]["mountPath"] == "/etc/sessiond/engines-file"
+    assert mounts["engines-file"]["readOnly"] is True
+    assert "openai-api-key" not in volumes and "engine-keys-0" not in volumes
+    env = server_environment(bedrock)
+    assert env["SESSIOND_ENGINES_FILE"] == "/etc/sessiond/engines-file/engines.json"
+    assert "SESSIOND_OPENAI_API_KEY_FILE" not in env
+    # Bedrock through IRSA: no AWS keys, the ServiceAccount's role.
+    assert not {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} & set(env)
+    account = one(bedrock, "ServiceAccount")["metadata"]["annotations"]
+    assert account["eks.amazonaws.com/role-arn"].endswith(":role/sessiond-bedrock")
+    # No engine volumes by default.
+    names = {v["name"] for v in pod_spec(newest["default-values"])["volumes"]}
+    assert not {"openai-api-key", "engines-file"} & names
+
+
+def test_no_engine_key_value_in_any_manifest(helm_path: Path) -> None:
+    """A key can only be named (a Secret), never given: no value holds one."""
+    key = "sk-test-" + "9" * 40
+    for attempt in (
+        {"engines": {"openai": {"apiKey": key}}},
+        {"engines": {"openai": {"apiKey": {"value": key}}}},
+        {"engines": {"openai": {"key": key}}},
+        {"engines": {"file": {"content": f"api_key: {key}"}}},
+        {"engines": {"bedrock": {"secretAccessKey": key}}},
+    ):
+        result = template([CI["engines-values"]], values=attempt, check=False)
+        assert result.returncode != 0, attempt
+        assert "don't meet the specifications of the schema" in result.stderr, attempt
+        assert key not in result.stdout
 
 
 # ---- workload shape ---------------------------------------------------------
@@ -672,9 +753,55 @@ BAD_VALUES = {
     ),
     "temperature out of range": ({"engines": {"temperature": 5}}, "/engines/temperature'"),
     "no tool rounds": ({"engines": {"maxToolRounds": 0}}, "/engines/maxToolRounds'"),
-    "allowed models as one string": (
-        {"engines": {"allowedModels": "a,b"}},
+    "allowed models with an empty name": (
+        {"engines": {"allowedModels": "a,,b"}},
         "/engines/allowedModels'",
+    ),
+    "allowed model holding a comma": (
+        {"engines": {"allowedModels": ["a,b"]}},
+        "/engines/allowedModels'",
+    ),
+    "no engine timeout": ({"engines": {"timeoutSeconds": 0}}, "/engines/timeoutSeconds'"),
+    "retries beyond the server's limit": (
+        {"engines": {"maxRetries": 11}},
+        "/engines/maxRetries'",
+    ),
+    "negative context window": (
+        {"engines": {"contextWindow": {"tokens": -1}}},
+        "/engines/contextWindow/tokens'",
+    ),
+    "tool results timeout beyond a day": (
+        {"engines": {"toolResultTimeoutSeconds": 86401}},
+        "/engines/toolResultTimeoutSeconds'",
+    ),
+    "token count as a string": ({"engines": {"maxTokens": "1k"}}, "/engines/maxTokens'"),
+    "bedrock region misspelt": (
+        {"engines": {"bedrock": {"region": "us_east_1"}}},
+        "/engines/bedrock/region'",
+    ),
+    "OpenAI endpoint without a scheme": (
+        {"engines": {"openai": {"baseUrl": "vllm:8000/v1"}}},
+        "/engines/openai/baseUrl'",
+    ),
+    "engines file from a ConfigMap and a Secret": (
+        {"engines": {"file": {"existingConfigMap": "e", "existingSecret": "e"}}},
+        "set existingConfigMap or existingSecret, not both",
+    ),
+    "invalid key Secret name": (
+        {"engines": {"file": {"keySecrets": ["Gpt_Keys"]}}},
+        "/engines/file/keySecrets/0'",
+    ),
+    "key Secret mounted over the engines file": (
+        {
+            "engines": {
+                "file": {
+                    "existingConfigMap": "e",
+                    "keySecrets": ["engines"],
+                    "keySecretsMountPath": "/etc/sessiond",
+                }
+            }
+        },
+        "mount paths of auth, tls and engines must differ",
     ),
     "inline OpenAI key": (
         {"engines": {"openai": {"apiKey": {"value": "sk-abc"}}}},

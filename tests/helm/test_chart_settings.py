@@ -282,7 +282,8 @@ def test_schema_bounds_are_the_settings_bounds(schema) -> None:
         types = set(node["type"]) if isinstance(node["type"], list) else {node["type"]}
         base = typing.get_args(field.annotation) or (field.annotation,)
         if typing.get_origin(field.annotation) is typing.Literal:
-            assert node["enum"] == list(base), setting
+            # null in the chart means "leave the server's default"
+            assert [v for v in node["enum"] if v is not None] == list(base), setting
             continue
         base = tuple(t for t in base if t is not type(None))
         # null in the chart means "leave the server's default"
@@ -342,27 +343,106 @@ def test_engines_reach_the_server_and_build(helm_path: Path, monkeypatch, tmp_pa
     assert volumes["openai-api-key"]["secret"]["items"] == [{"key": "token", "path": "token"}]
     assert mounts["engines-file"]["readOnly"] is True
     assert volumes["engines-file"]["configMap"]["name"] == "sessiond-engines"
-    # With those files where the pod has them, the server builds the engines.
-    key_file, engines_file = tmp_path / "token", tmp_path / "engines.yaml"
-    key_file.write_text("vllm-token\n")
+    # The engines file's engines read their keys from the mounted key Secrets.
+    key_dir = mounts["engine-keys-0"]["mountPath"]
+    assert key_dir == "/etc/sessiond/engine-keys/openai-keys"
+    assert volumes["engine-keys-0"]["secret"]["secretName"] == "openai-keys"
+    # With those files where the pod has them (here under tmp_path), the server
+    # builds the engines.
+    pod_files = tmp_path / "pod"
+    key_file = pod_files / "etc/sessiond/openai/token"
+    gpt_key = pod_files / key_dir.lstrip("/") / "gpt"
+    engines_file = pod_files / "etc/sessiond/engines/engines.yaml"
+    for path, text in ((key_file, "vllm-token\n"), (gpt_key, "gpt-token\n")):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    engines_file.parent.mkdir(parents=True)
     engines_file.write_text(
-        "engines:\n  haiku:\n    type: bedrock\n    region: us-east-1\n"
+        "engines:\n"
+        "  haiku:\n    type: bedrock\n    region: us-east-1\n"
         "    model: anthropic.claude-3-haiku-20240307-v1:0\n"
+        f"  gpt:\n    type: openai\n    model: gpt-4o-mini\n    api_key_file: {gpt_key}\n"
     )
     local = settings.model_copy(
         update={"openai_api_key_file": str(key_file), "engines_file": str(engines_file)}
     )
     registry = build_registry(local)
-    assert {"echo", "openai", "bedrock", "haiku"} <= set(registry.names)
+    assert {"echo", "openai", "bedrock", "haiku", "gpt"} <= set(registry.names)
     assert registry.loop.complete_on_disconnect is True
     assert registry.loop.max_tool_rounds == 8 and registry.loop.tool_result_timeout_seconds == 120
 
 
+def test_bedrock_engines_reach_the_server_and_build(
+    helm_path: Path, monkeypatch, tmp_path: Path
+) -> None:
+    """Bedrock through IRSA, engines file from a Secret, falsy values still set."""
+    docs = render([CI["engines-bedrock-values"]])
+    settings = served_settings(docs, monkeypatch)
+    assert settings.default_engine == "bedrock" and settings.on_disconnect == "error"
+    # A comma-separated string arrives as the server reads it.
+    assert settings.allowed_models == (
+        "anthropic.claude-3-haiku-20240307-v1:0,amazon.nova-pro-v1:0"
+    )
+    assert settings.bedrock_region is None  # AWS_REGION, from the IRSA webhook
+    assert settings.bedrock_endpoint.endswith(".bedrock-runtime.us-east-1.vpce.amazonaws.com")
+    assert settings.bedrock_model == "anthropic.claude-3-5-sonnet-20240620-v1:0"
+    assert settings.openai_base_url is None and settings.openai_api_key_file is None
+    # 0 is a value, not "unset": no retries, temperature 0, the whole history.
+    assert settings.engine_max_retries == 0 and settings.temperature == 0.0
+    assert settings.context_window_messages == 0
+    assert settings.engines_file == "/etc/sessiond/engines-file/engines.json"
+    environment = server_environment(docs)
+    assert environment["SESSIOND_ENGINE_MAX_RETRIES"] == "0"
+    assert environment["SESSIOND_TEMPERATURE"] == "0"
+    # Unset values are left to the server.
+    for name in ("SESSIOND_ENGINE_TIMEOUT_SECONDS", "SESSIOND_MAX_TOOL_ROUNDS", "SESSIOND_MODEL"):
+        assert name not in environment, name
+    engines_file = tmp_path / "engines.json"
+    engines_file.write_text(
+        '{"engines": {"nova": {"type": "bedrock", "model": "amazon.nova-lite-v1:0"}}}'
+    )
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    registry = build_registry(settings.model_copy(update={"engines_file": str(engines_file)}))
+    assert {"echo", "bedrock", "nova"} <= set(registry.names)
+    assert registry.default == "bedrock"
+    assert registry.loop.complete_on_disconnect is False
+
+
+def test_allowed_models_as_a_list_or_a_string(helm_path: Path, monkeypatch) -> None:
+    def allowed(models: Any) -> str:
+        values = {"store": {"bucket": "bkt"}, "engines": {"allowedModels": models}}
+        return served_settings(render(values=values), monkeypatch).allowed_models
+
+    expected = "gpt-4o,gpt-4o-mini,o3"
+    assert allowed(["gpt-4o", "gpt-4o-mini", "o3"]) == expected
+    assert allowed("gpt-4o,gpt-4o-mini,o3") == expected
+    assert allowed(" gpt-4o , gpt-4o-mini,o3 ") == expected
+    assert allowed([]) == allowed("") == ""
+
+
 def test_default_values_leave_the_engines_to_the_server(helm_path: Path, monkeypatch) -> None:
-    settings = served_settings(render(values={"store": {"bucket": "bkt"}}), monkeypatch)
+    docs = render(values={"store": {"bucket": "bkt"}})
+    settings = served_settings(docs, monkeypatch)
     defaults = Settings()
     for name in ("model", "openai_base_url", "openai_api_key_file", "bedrock_region"):
         assert getattr(settings, name) is None, name
     assert settings.engines_file is None and settings.allowed_models == ""
-    for name in ("engine_timeout_seconds", "max_tool_rounds", "on_disconnect", "max_tokens"):
+    engine_settings = (
+        "engine_timeout_seconds",
+        "engine_max_retries",
+        "context_window_messages",
+        "context_window_tokens",
+        "max_tool_rounds",
+        "tool_result_timeout_seconds",
+        "on_disconnect",
+        "max_tokens",
+        "temperature",
+        "system_prompt",
+    )
+    for name in engine_settings:
         assert getattr(settings, name) == getattr(defaults, name), name
+    # Not even rendered: an unset value is the server's default, whatever it becomes.
+    environment = server_environment(docs)
+    engine_variables = {f"SESSIOND_{name.upper()}" for name in engine_settings}
+    assert not engine_variables & set(environment)
+    assert environment["SESSIOND_DEFAULT_ENGINE"] == "echo"

@@ -161,6 +161,38 @@ answer kubelet's probes (TLS, or health checks that need a token).
 {{- printf "%s/%s" (trimSuffix "/" .root.Values.auth.mountPath) .key }}
 {{- end }}
 
+{{/*
+Engines. allowedModels: a list or one comma-separated string, rendered as the
+server reads it ("a,b"); empty when none.
+*/}}
+{{- define "sessiond.allowedModels" -}}
+{{- $given := .Values.engines.allowedModels }}
+{{- $items := kindIs "string" $given | ternary (splitList "," (toString $given)) $given }}
+{{- $models := list }}
+{{- range $items }}
+{{- with trim (toString .) }}{{ $models = append $models . }}{{ end }}
+{{- end }}
+{{- join "," $models }}
+{{- end }}
+{{/* The file of the OpenAI key: "<mountPath>/<key>" of the mounted Secret. */}}
+{{- define "sessiond.openaiApiKeyFile" -}}
+{{- with .Values.engines.openai.apiKey }}
+{{- printf "%s/%s" (trimSuffix "/" .mountPath) .key }}
+{{- end }}
+{{- end }}
+{{/* The engines file, from a ConfigMap or a Secret; empty when none. */}}
+{{- define "sessiond.enginesFile" -}}
+{{- with .Values.engines.file }}
+{{- if or .existingConfigMap .existingSecret }}
+{{- printf "%s/%s" (trimSuffix "/" .mountPath) .key }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{/* Where engines.file.keySecrets entry "name" is mounted. */}}
+{{- define "sessiond.engineKeySecretPath" -}}
+{{- printf "%s/%s" (trimSuffix "/" .root.Values.engines.file.keySecretsMountPath) .name }}
+{{- end }}
+
 {{/* The TCP port of a URL: explicit, else 443 for https and 80 otherwise. */}}
 {{- define "sessiond.urlPort" -}}
 {{- $url := urlParse . }}
@@ -219,9 +251,18 @@ Checks of value combinations the schema cannot express with a clear message.
 {{- if .Values.auth.enabled }}{{ $mounts = append $mounts (clean .Values.auth.mountPath) }}{{ end }}
 {{- if .Values.tls.enabled }}{{ $mounts = append $mounts (clean .Values.tls.mountPath) }}{{ end }}
 {{- if .Values.engines.openai.apiKey.existingSecret }}{{ $mounts = append $mounts (clean .Values.engines.openai.apiKey.mountPath) }}{{ end }}
-{{- if .Values.engines.file.existingConfigMap }}{{ $mounts = append $mounts (clean .Values.engines.file.mountPath) }}{{ end }}
+{{- if include "sessiond.enginesFile" . }}{{ $mounts = append $mounts (clean .Values.engines.file.mountPath) }}{{ end }}
+{{- if .Values.engines.file.keySecrets }}
+{{- $mounts = append $mounts (clean .Values.engines.file.keySecretsMountPath) }}
+{{- range .Values.engines.file.keySecrets }}
+{{- $mounts = append $mounts (clean (include "sessiond.engineKeySecretPath" (dict "root" $ "name" .))) }}
+{{- end }}
+{{- end }}
 {{- if ne (len $mounts) (len (uniq $mounts)) }}
 {{- fail (printf "the mount paths of auth, tls and engines must differ from each other and from /tmp: %s" (join ", " $mounts)) }}
+{{- end }}
+{{- if and .Values.engines.file.existingConfigMap .Values.engines.file.existingSecret }}
+{{- fail "engines.file: set existingConfigMap or existingSecret, not both" }}
 {{- end }}
 {{- if and .Values.tls.clientAuth.enabled (not .Values.tls.enabled) }}
 {{- fail "tls.clientAuth.enabled (mutual TLS) needs tls.enabled" }}
