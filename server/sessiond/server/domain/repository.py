@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from sessiond.errors import (
     CommitUnknown,
+    ConcurrentModification,
     CorruptObject,
     SessionFenced,
     SessionNotFound,
@@ -394,6 +395,35 @@ class SessionRepository:
                     raise
                 return key, existing.meta.etag
         raise AssertionError("unreachable")
+
+    async def replace(self, key: str, body: bytes, *, exists: bool) -> tuple[str, str]:
+        """Writes ``key`` whether or not it exists, but always conditionally.
+
+        ``If-None-Match: *`` when it is absent, else ``If-Match`` on the ETag
+        just read: a bucket policy that denies unconditional writes of message
+        files (docs/security.md) still lets redactions and imports through.
+        ``exists`` says which to try first (a redaction rewrites a file; an
+        import usually creates one), so the likely case costs no extra read.
+        Losing a race to another writer is retried a few times, then raised.
+        """
+        mode: PutMode = CREATE
+        if exists:
+            mode = await self._update_mode(key)
+        for _ in range(TRANSIENT_ATTEMPTS):
+            try:
+                return await self.put(key, body, mode=mode)
+            except (AlreadyExists, PreconditionFailed, NotFound):
+                mode = await self._update_mode(key)  # changed meanwhile: read again
+        raise ConcurrentModification("another writer keeps changing this object", key=key)
+
+    async def _update_mode(self, key: str) -> PutMode:
+        """``If-Match`` on the key's current ETag, or create-only if it is gone."""
+        try:
+            with store_errors():
+                meta = await retrying(lambda: self.store.head(key))
+        except NotFound:
+            return CREATE
+        return Update(meta.etag)
 
     async def delete_own(self, written: Sequence[tuple[str, str]]) -> None:
         """Best-effort removal of this writer's uncommitted files.

@@ -582,7 +582,7 @@ class ActiveTurn:
     async def _rewrite_message(self, record: StoredMessage) -> None:
         body = strands.message_file(record, epoch=self.epoch, run_id=self.run_id)
         key = self.keys.message(self.session_id, record.agent_id, record.index)
-        await self._deps.repo.put(key, body, mode=OVERWRITE)
+        await self._deps.repo.replace(key, body, exists=True)
 
     async def _write_pack(self, pack: Pack, key: str, sizes: dict[str, int]) -> tuple[str, str]:
         etag, sizes[key] = await self._deps.repo.write_pack(pack, key)

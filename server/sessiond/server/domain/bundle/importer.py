@@ -277,9 +277,14 @@ class BundleImporter:
                 return
             body = await asyncio.to_thread(spool.path(path).read_bytes)
             key = prefix + path[strip:]
-            await self._ctx.repo.put(key, body, mode=OVERWRITE)
             if parse_message_index(key) is not None:
+                # Conditional even when replacing a leftover of an earlier,
+                # interrupted import: a bucket policy may deny unconditional
+                # writes of message files (docs/security.md).
+                await self._ctx.repo.replace(key, body, exists=False)
                 epochs.append(_marker_epoch(body))
+            else:
+                await self._ctx.repo.put(key, body, mode=OVERWRITE)
 
         await for_each(plan.strands, put, PARALLEL_PUTS)
         return max(epochs) + 1
