@@ -199,7 +199,9 @@ async def test_session_commands(served, sessiond) -> None:
 
 
 @pytest.mark.parametrize("store_kind", ["local", "s3"], indirect=True)
-async def test_export_and_import_with_progress(served, serve, sessiond, tmp_path) -> None:
+async def test_export_and_import_with_progress(
+    served, serve, make_store, sessiond, tmp_path
+) -> None:
     client = served.client
     for sid in ("one", "two"):
         await client.start(sid)
@@ -227,7 +229,7 @@ async def test_export_and_import_with_progress(served, serve, sessiond, tmp_path
     missing = await sessiond("export", "one", "nope", "-o", "bad.tar.gz", target=served.target)
     assert missing.code == 4 and not list(tmp_path.glob("bad.tar.gz*"))
 
-    other = await serve()
+    other = await serve(store=await make_store("other"))  # a second store of the same kind
     imported = await sessiond("import", "pair.tar.gz", "--progress", target=other.target)
     assert imported.code == 0, imported.err
     assert "import [########################]  100%" in imported.err

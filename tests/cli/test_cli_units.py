@@ -6,6 +6,7 @@ import argparse
 import io
 import subprocess
 import sys
+import types
 
 import pytest
 
@@ -122,3 +123,28 @@ def test_client_commands_do_not_import_the_server() -> None:
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_chat_turns_have_no_deadline_unless_one_is_set() -> None:
+    """A model may take longer than the 30 s default of other commands."""
+    from sessiond.client.cli.chat import Chat
+
+    class Recorder:
+        """Stands in for the connection; records the deadline each Chat call asks for."""
+
+        def __init__(self) -> None:
+            self.timeouts: list[object] = []
+
+        def chat(self, session_id: str, text: str, **kwargs: object) -> object:
+            self.timeouts.append(kwargs.get("timeout"))
+            return types.SimpleNamespace(text="an answer")
+
+    assert resolve(parse("chat"), {}).timeout_given is False
+    assert resolve(parse("chat", "--timeout", "5"), {}).timeout_given is True
+    assert resolve(parse("chat"), {"SESSIOND_TIMEOUT": "9"}).timeout_given is True
+    for given, expected in ((None, None), (5.0, 5.0)):
+        recorder = Recorder()
+        chat = Chat(recorder, turn_timeout=given)  # type: ignore[arg-type]
+        chat.session_id = "s"
+        chat.say("hello")
+        assert recorder.timeouts == [expected]

@@ -111,6 +111,14 @@ async def test_exception_in_the_block_fails_the_turn(served) -> None:
     assert (await client.chat("boom", "again")).text == "echo: again"
 
 
+async def test_run_is_for_the_callers_own_runtime(served) -> None:
+    client = served.client
+    await client.start("engine")
+    with pytest.raises(InvalidArgument, match="chat"):
+        client.run("engine", "hi", engine="echo")
+    assert (await client.get("engine")).turn_count == 0  # nothing was sent
+
+
 async def test_hibernate_review_and_resume_with_the_runtime(served) -> None:
     client = served.client
     await client.start("ask")

@@ -109,3 +109,17 @@ def test_allowed_plaintext_on_the_network_starts_with_warnings(tmp_path: Path) -
     starting = next(r for r in records if r["message"] == "starting sessiond")
     assert starting["settings"]["allow_insecure"] is True
     assert SECRET not in log.read_text()
+
+
+def test_an_unusable_store_is_refused_in_one_line(tmp_path: Path) -> None:
+    """An unreachable S3 endpoint (or one ignoring conditional writes) stops the start cleanly."""
+    result = serve(
+        tmp_path,
+        "--store",
+        "s3://sessions/prefix",
+        "--s3-endpoint",
+        f"http://127.0.0.1:{free_port()}",
+        "--s3-region",
+        "us-east-1",
+    )
+    assert_refused(result, "the store s3://sessions/prefix is not usable")

@@ -11,6 +11,7 @@ from typing import Any
 from sessiond.client.calls import DEFAULT, CallBase, Timeout, idempotency_key
 from sessiond.client.messages import EnumLike, checkpoint_policy, review_action, text_message
 from sessiond.client.turns import RunTurn
+from sessiond.errors import InvalidArgument
 from sessiond.v1 import content_pb2, session_service_pb2, turn_pb2
 
 pb = session_service_pb2
@@ -104,13 +105,22 @@ class TurnMethods(CallBase):
             input: The new input: a message, or a string (a user text message).
             agent_id: The agent whose history the turn extends.
             resume: Continue the hibernated turn instead (no ``input``).
-            engine: ``"client"`` (default) or a server engine.
+            engine: ``"client"`` (the default and only choice: this turn is
+                driven by your runtime; server engines stream deltas and tool
+                calls, which ``chat()`` / ``resume()`` or a raw ``Run`` call
+                handle). Anything else raises ``InvalidArgument``.
             checkpoint: ``"after_prompt"`` records the input and hibernates.
             request_id: Idempotency key; a turn that already ended with it is
                 answered at once (``turn.ended``) and nothing runs again.
             history_limit: Restore only the last N messages (0: all).
             timeout: Deadline of the whole stream in seconds (none by default).
         """
+        if engine not in ("", "client"):
+            raise InvalidArgument(
+                "run() drives a turn with your own runtime (engine client); "
+                f"use chat() for the {engine!r} engine",
+                field="engine",
+            )
         message = text_message("user", input) if isinstance(input, str) else input
         open_ = pb.RunOpen(
             session_id=session_id,

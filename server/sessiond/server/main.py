@@ -15,6 +15,7 @@ from sessiond.server.app import Server, build_server
 from sessiond.server.ops import logs
 from sessiond.server.ops.security_checks import is_loopback
 from sessiond.server.ops.settings import DEVELOPMENT_TOKEN_SECRET, Settings
+from sessiond.server.storage.port import StoreError
 
 log = logging.getLogger("sessiond.server")
 
@@ -80,12 +81,21 @@ async def serve(settings: Settings) -> None:
     """Builds, starts and runs the server until a termination signal.
 
     Raises:
-        StartRefused: A TLS, token or key file (or the engine settings) is not usable.
+        StartRefused: A TLS, token or key file (or the engine settings) is not
+            usable, or the store is unreachable or ignores conditional writes.
     """
     server = _build(settings)
     log.info("starting sessiond", extra={"settings": settings.redacted()})
     _warn_about_exposure(settings, server)
-    port = await server.start()
+    try:
+        port = await server.start()
+    except StoreError as error:
+        # An unreachable store, or one that ignores conditional writes: one
+        # clear line for the operator instead of a traceback.
+        await server.store.close()
+        raise StartRefused(
+            f"the store {settings.store} is not usable: {error or type(error).__name__}"
+        ) from None
     _tune_gc()
     if settings.metrics_listen:
         host, _, metrics_port = settings.metrics_listen.rpartition(":")

@@ -95,7 +95,18 @@ def register(add: Register) -> None:
 
 def cmd_chat(args: argparse.Namespace, ctx: Context) -> int:
     """``sessiond chat``."""
-    chat = Chat(ctx.client, engine=args.engine, history=args.history, title=args.title)
+    # A model's turn may take longer than the 30 s default deadline of other
+    # commands (the server allows 120 s per model call, and tool rounds): a
+    # chat turn waits as long as it takes (Ctrl-C stops it) unless a
+    # deadline was set explicitly.
+    turn_timeout = ctx.options.timeout if ctx.options.timeout_given else None
+    chat = Chat(
+        ctx.client,
+        engine=args.engine,
+        history=args.history,
+        title=args.title,
+        turn_timeout=turn_timeout,
+    )
     chat.open(args.session, new=args.new)
     return chat.loop()
 
@@ -111,10 +122,17 @@ class Chat:
     """
 
     def __init__(
-        self, client: Client, *, engine: str = "", history: int = 10, title: str = ""
+        self,
+        client: Client,
+        *,
+        engine: str = "",
+        history: int = 10,
+        title: str = "",
+        turn_timeout: float | None = None,
     ) -> None:
         self.client = client
         self.engine = engine
+        self.turn_timeout = turn_timeout
         self.history = history
         self.title = title
         self.session_id = ""
@@ -220,7 +238,9 @@ class Chat:
 
     def say(self, text: str) -> None:
         """Sends one message and prints the answer."""
-        response = self.client.chat(self.session_id, text, engine=self.engine)
+        response = self.client.chat(
+            self.session_id, text, engine=self.engine, timeout=self.turn_timeout
+        )
         if response.text:
             print(response.text)
         else:

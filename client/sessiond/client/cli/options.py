@@ -126,6 +126,8 @@ class Options:
         server_name: TLS name override, or None.
         token: Bearer token, or None.
         timeout: Per-call deadline in seconds.
+        timeout_given: Whether the deadline was set (flag or SESSIOND_TIMEOUT)
+            rather than defaulted; a chat turn has no deadline unless it was.
         output: ``"text"`` or ``"json"``.
         debug: Print tracebacks.
     """
@@ -138,6 +140,7 @@ class Options:
     server_name: str | None = None
     token: str | None = None
     timeout: float = 30.0
+    timeout_given: bool = False
     output: str = "text"
     debug: bool = False
 
@@ -210,6 +213,7 @@ def resolve(args: argparse.Namespace, environ: Mapping[str, str] | None = None) 
         tls=bool(tls_given) if tls_given is not None else implied,
         token=token,
         timeout=timeout,
+        timeout_given=raw_timeout is not None,
         output=output,
         debug=debug,
         **files,
