@@ -247,3 +247,29 @@ async def test_adopt_on_claim_puts_strands_appends_in_the_restored_context(
     assert texts(messages)[4:] == ["back to sessiond", "seen all four"]
     events = [e.type for e in (await client.replay("relay")).turns[-1].events]
     assert "messages.adopted" in events
+
+
+async def test_a_plain_strands_directory_is_served_with_an_empty_tenant_prefix(
+    serve, tmp_path: Path
+) -> None:
+    """Strands' own layout (no tenants/<tenant>/ above it) is served where it lies."""
+    storage = tmp_path / "app-sessions"
+    storage.mkdir()
+    agent = strands_agent(FileSessionManager("legacy", storage_dir=str(storage)))
+    agent("written by strands")
+    served = await serve(store=LocalDirectoryStore(storage), tenant_prefix="")
+    client = served.client
+    assert [s.session_id for s in (await client.list()).sessions] == ["legacy"]
+    reply = await client.chat("legacy", "served as it is")
+    assert [m.index for m in reply.messages] == [2, 3]
+    # sessiond's files sit beside Strands' (session_legacy/sessiond/, sessiond/ at the root).
+    assert (storage / "session_legacy/sessiond/head.json").is_file()
+    assert not (storage / "tenants").exists()
+    restored = strands_agent(FileSessionManager("legacy", storage_dir=str(storage)))
+    assert restored.messages[-1]["content"][0]["text"] == "echo: served as it is"
+    bundle = tmp_path / "legacy.tar.gz"
+    await client.export_to_file(bundle)
+    with tarfile.open(bundle) as tar:
+        assert "strands/session_legacy/agents/agent_default/messages/message_3.json" in (
+            tar.getnames()
+        )

@@ -26,6 +26,7 @@ from sessiond.server.domain.clock import Clock, IdSource, SystemClock, default_r
 from sessiond.server.domain.context import ServiceContext
 from sessiond.server.domain.engines import Engine
 from sessiond.server.domain.index import TenantIndex
+from sessiond.server.domain.keys import check_tenant_prefix
 from sessiond.server.domain.limits import Limits
 from sessiond.server.domain.pagination import PageTokens
 from sessiond.server.domain.repository import SessionRepository
@@ -104,7 +105,8 @@ class Server:
         while True:
             await asyncio.sleep(interval)
             try:
-                await asyncio.wait_for(self.store.list("tenants/", limit=1), timeout=interval)
+                probe = self.settings.tenant_prefix.partition("{tenant}")[0]
+                await asyncio.wait_for(self.store.list(probe, limit=1), timeout=interval)
                 status = health_pb2.HealthCheckResponse.SERVING
             except Exception:
                 status = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -177,6 +179,9 @@ def build_server(
     metrics = metrics or Metrics()
     tls = ServerTls.from_settings(settings)
     authenticator = Authenticator.from_settings(settings)
+    key_prefix = check_tenant_prefix(
+        settings.tenant_prefix, multi_tenant=authenticator is not None or tenancy is not None
+    )
     if store is None:
         store = open_store(
             settings.store,
@@ -218,6 +223,7 @@ def build_server(
 
     servicer = SessionServicer(
         domain,
+        key_prefix=key_prefix,
         tenancy=tenancy or _tenancy(settings, authenticator),
         admission=Admission(settings.max_concurrent_rpcs),
         observer=metrics,

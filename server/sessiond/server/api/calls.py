@@ -95,6 +95,8 @@ class CallHost(Protocol):
     tenancy: Tenancy
     observer: RpcObserver
     admission: Admission
+    #: Where a tenant's keys live (``--tenant-prefix``).
+    key_prefix: str
 
 
 R = TypeVar("R")
@@ -143,7 +145,7 @@ async def within_deadline(call: Awaitable[R], budget: float | None) -> R:
 def _keys(host: CallHost, context: grpc.aio.ServicerContext) -> TenantKeys:
     tenant = host.tenancy.tenant_of(context)
     current_tenant.set(tenant)
-    return TenantKeys(tenant)
+    return TenantKeys(tenant, host.key_prefix)
 
 
 def unary(

@@ -14,7 +14,7 @@ from sessiond.server.api.run_stream import RunHandler
 from sessiond.server.domain.clock import Clock, IdSource
 from sessiond.server.domain.content import message_text
 from sessiond.server.domain.engines import EngineRegistry
-from sessiond.server.domain.keys import TenantKeys
+from sessiond.server.domain.keys import DEFAULT_TENANT_PREFIX, TenantKeys
 from sessiond.server.domain.limits import Limits
 from sessiond.server.domain.records import TurnStatus
 from sessiond.server.domain.reviews import ReviewService
@@ -58,9 +58,11 @@ class SessionServicer(pb_grpc.SessionServiceServicer):
         observer: RpcObserver,
         bundles=None,
         admission: Admission | None = None,
+        key_prefix: str = DEFAULT_TENANT_PREFIX,
     ) -> None:
         self.domain = domain
         self.tenancy = tenancy
+        self.key_prefix = key_prefix
         self.observer = observer
         self.admission = admission or Admission(None)
         self._run = RunHandler(

@@ -318,7 +318,7 @@ class IndexRefresher:
     def __init__(self, index: TenantIndex, *, delay: float = 2.0) -> None:
         self._index = index
         self._delay = delay
-        self._pending: dict[tuple[str, int], dict[str, IndexEntry]] = {}
+        self._pending: dict[tuple[TenantKeys, int], dict[str, IndexEntry]] = {}
         self._flusher: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
 
@@ -326,7 +326,7 @@ class IndexRefresher:
         """Queues the session's current entry for the next flush."""
         if head.index_segment is None:
             return
-        self._pending.setdefault((keys.tenant, head.index_segment), {})[head.session_id] = (
+        self._pending.setdefault((keys, head.index_segment), {})[head.session_id] = (
             index_entry(head, now)
         )
         if self._flusher is None or self._flusher.done():
@@ -343,7 +343,7 @@ class IndexRefresher:
     async def flush(self) -> None:
         """Writes every queued entry now (one CAS per segment)."""
         pending, self._pending = self._pending, {}
-        for (tenant, number), entries in pending.items():
+        for (keys, number), entries in pending.items():
 
             def change(segment: IndexSegment, entries: dict[str, IndexEntry] = entries) -> bool:
                 changed = False
@@ -360,7 +360,6 @@ class IndexRefresher:
                         changed = True
                 return changed
 
-            keys = TenantKeys(tenant)
             try:
                 await self._index._update(
                     keys.index_segment(number),

@@ -21,6 +21,7 @@ the assertions below are defence in depth.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from sessiond.server.domain.validation import ID_PATTERN
@@ -34,19 +35,59 @@ def _checked(value: str) -> str:
     return value
 
 
+#: Where a tenant's keys live under the store's root, by default.
+DEFAULT_TENANT_PREFIX = "tenants/{tenant}/"
+_PREFIX_SEGMENT = re.compile(r"\{tenant\}|[A-Za-z0-9_-][A-Za-z0-9._-]*")
+
+
+def check_tenant_prefix(template: str, *, multi_tenant: bool) -> str:
+    """Validates a ``--tenant-prefix`` template; returns it.
+
+    The template is "" (the store's root: a prefix of Strands sessions served
+    as it is) or ``/``-terminated segments, each a plain name or
+    ``{tenant}``. Several tenants (authentication on) need ``{tenant}`` in
+    it, or their sessions would share keys.
+
+    Raises:
+        ValueError: The template is malformed or unsafe.
+    """
+    if template:
+        segments = template.split("/")
+        if segments[-1] != "" or not all(_PREFIX_SEGMENT.fullmatch(s) for s in segments[:-1]):
+            raise ValueError(
+                f"tenant prefix {template!r}: use '' or names ending with '/', e.g. "
+                "'tenants/{tenant}/' (letters, digits, '.', '_', '-'; no '..')"
+            )
+        if segments.count("{tenant}") > 1:
+            raise ValueError(f"tenant prefix {template!r}: name {{tenant}} at most once")
+    if multi_tenant and "{tenant}" not in template:
+        raise ValueError(
+            f"tenant prefix {template!r} has no {{tenant}}: with authentication every tenant "
+            "needs its own prefix"
+        )
+    return template
+
+
 @dataclass(frozen=True)
 class TenantKeys:
-    """Builds the keys of one tenant."""
+    """Builds the keys of one tenant.
+
+    Attributes:
+        tenant: The authenticated tenant.
+        prefix: Where the tenant's keys live under the store's root
+            (``--tenant-prefix``, checked by :func:`check_tenant_prefix`).
+    """
 
     tenant: str
+    prefix: str = DEFAULT_TENANT_PREFIX
 
     def __post_init__(self) -> None:
         _checked(self.tenant)
 
     @property
     def root(self) -> str:
-        """The tenant's prefix, with a trailing slash."""
-        return f"tenants/{self.tenant}/"
+        """The tenant's prefix: "" or ending with a slash."""
+        return self.prefix.replace("{tenant}", self.tenant)
 
     def session_prefix(self, session_id: str) -> str:
         """Everything of one session lives under this prefix (trailing slash)."""

@@ -39,6 +39,11 @@ class Settings(BaseSettings):
     s3_endpoint: str | None = Field(None, description="S3 endpoint URL (MinIO, moto, ...)")
     s3_region: str | None = Field(None, description="S3 region")
     tenant: str = Field("default", description="the tenant of every caller while auth is off")
+    tenant_prefix: str = Field(
+        "tenants/{tenant}/",
+        description="where a tenant's sessions live under the store's root; '' serves a"
+        " prefix of Strands sessions as it is (one tenant: authentication off)",
+    )
     lease_ttl_seconds: float = Field(30.0, gt=0.5, le=3600, description="lease duration")
     default_engine: str = Field("echo", description="engine for Chat/Resume when none is named")
     metrics_listen: str = Field(
