@@ -326,8 +326,8 @@ class IndexRefresher:
         """Queues the session's current entry for the next flush."""
         if head.index_segment is None:
             return
-        self._pending.setdefault((keys, head.index_segment), {})[head.session_id] = (
-            index_entry(head, now)
+        self._pending.setdefault((keys, head.index_segment), {})[head.session_id] = index_entry(
+            head, now
         )
         if self._flusher is None or self._flusher.done():
             self._wake = asyncio.Event()
