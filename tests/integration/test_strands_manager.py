@@ -20,6 +20,7 @@ from strands import Agent, tool
 from strands.hooks import BeforeToolCallEvent, HookProvider, HookRegistry
 from strands.multiagent import GraphBuilder
 
+from sessiond.client import Client, message_text
 from sessiond.client.aio import AsyncClient
 from sessiond.errors import SessionBusy, SessionNotFound, Unauthenticated
 from sessiond.strands import SessiondSessionManager
@@ -202,6 +203,41 @@ async def test_interrupt_becomes_a_review_resolved_through_the_cli(served) -> No
     assert session.status == session_pb2.SESSION_STATUS_FINISHED
     replay = await served.client.replay("hitl")
     assert replay.turns[0].reviews[0].decision.action == 1  # APPROVE
+
+
+async def test_messages_are_committed_as_strands_adds_them(served) -> None:
+    """Mid-invocation, what Strands added so far is already stored (and visible)."""
+    seen: list[list[str]] = []
+
+    @tool
+    def peek() -> str:
+        """Reads the session from sessiond while the invocation is still running."""
+        with Client(served.target) as reader:
+            seen.append([message_text(m) for m in reader.all_messages("live")])
+        return "peeked"
+
+    def invoke():
+        manager = SessiondSessionManager("live", target=served.target)
+        try:
+            agent = Agent(
+                model=ToolCallingModel("peek", {}),
+                tools=[peek],
+                session_manager=manager,
+                callback_handler=None,
+            )
+            agent("look inside")
+        finally:
+            manager.close()
+
+    await in_thread(invoke)
+    # The input and the tool call were committed before the tool ran.
+    assert seen == [["look inside", ""]]
+    assert texts(await served.client.all_messages("live")) == [
+        "look inside",
+        "",
+        "",
+        "tool said: peeked",
+    ]
 
 
 class FailingModel(ReplyModel):

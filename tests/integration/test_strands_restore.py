@@ -176,3 +176,51 @@ async def test_redactions_reach_strands_including_messages_in_packs(serve, tmp_p
     assert agent.messages[0]["content"][0]["text"] == "[redacted]"
     assert agent.messages[60]["content"][0]["text"] == "[redacted]"
     assert agent.messages[61]["content"][0]["text"] == "noted"
+
+
+async def test_several_agents_and_a_history_beyond_the_default_window(
+    serve, tmp_path: Path
+) -> None:
+    """Two agents in one session, one with 60 messages (Strands' default window keeps 40).
+
+    Each agent restores its own history; Strands' default
+    SlidingWindowConversationManager trims the long one when it continues and
+    records ``removed_message_count``; sessiond then serves every message and
+    continues the numbering, and Strands restores the right window again.
+    """
+    served = await serve(store=LocalDirectoryStore(tmp_path))
+    client = served.client
+    await client.start("pair", agent_id="planner")
+    await client.chat("pair", "plan a trip", agent_id="planner")
+    for number in range(30):
+        await client.chat("pair", f"note {number}", agent_id="scribe")
+    storage = str(tmp_path / "tenants/default")
+
+    def agent(agent_id: str) -> Agent:
+        manager = FileSessionManager(session_id="pair", storage_dir=storage)
+        return Agent(
+            model=ReplyModel(), agent_id=agent_id, session_manager=manager, callback_handler=None
+        )
+
+    planner = agent("planner")
+    assert [m["content"][0]["text"] for m in planner.messages] == [
+        "plan a trip",
+        "echo: plan a trip",
+    ]
+    scribe = agent("scribe")
+    assert len(scribe.messages) == 60  # restored whole; trimmed when it runs
+    scribe("one more")
+    assert len(scribe.messages) <= 40
+    removed = scribe.conversation_manager.removed_message_count
+    assert removed > 0
+    # sessiond's next turn adopts Strands' two messages and continues after them.
+    reply = await client.chat("pair", "and another", agent_id="scribe")
+    assert [m.index for m in reply.messages] == [62, 63]
+    scribe_messages = await client.all_messages("pair", agent_id="scribe")
+    assert [m.index for m in scribe_messages] == list(range(64))
+    assert len(await client.all_messages("pair", agent_id="planner")) == 2
+    # Strands restores the window from where it left off, including sessiond's turn.
+    again = agent("scribe")
+    assert again.conversation_manager.removed_message_count == removed
+    assert again.messages[-1]["content"][0]["text"] == "echo: and another"
+    assert len(again.messages) == 64 - removed

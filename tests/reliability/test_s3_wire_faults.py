@@ -42,8 +42,13 @@ SCENARIOS = {
 FINISHED = turn_pb2.TURN_STATUS_FINISHED
 
 
-async def chat_turn(client: AsyncClient, sid: str, n: int, outcomes: Counter[str]) -> list[str]:
-    """One Chat (retried once on COMMIT_UNKNOWN); returns the acknowledged texts."""
+async def chat_turn(
+    client: AsyncClient, sid: str, n: int, outcomes: Counter[str], refused: list[str]
+) -> list[str]:
+    """One Chat (retried once on COMMIT_UNKNOWN); returns the acknowledged texts.
+
+    The texts of a turn reported failed (not COMMIT_UNKNOWN) go to ``refused``.
+    """
     text, request_id = f"chat-{n}", f"chat-{n}"
     try:
         try:
@@ -53,6 +58,8 @@ async def chat_turn(client: AsyncClient, sid: str, n: int, outcomes: Counter[str
             reply = await client.chat(sid, text, request_id=request_id)
     except SessiondError as error:
         outcomes[f"chat {error.code}"] += 1
+        if not isinstance(error, CommitUnknown):
+            refused += [text, f"echo: {text}"]
         return []
     if reply.turn.status != FINISHED:
         # OK, but the turn failed: a retry that replayed a failed turn.
@@ -63,8 +70,13 @@ async def chat_turn(client: AsyncClient, sid: str, n: int, outcomes: Counter[str
     return [text, f"echo: {text}"]
 
 
-async def run_turn(client: AsyncClient, sid: str, n: int, outcomes: Counter[str]) -> list[str]:
-    """One Run turn (open, append, finish); returns the acknowledged texts."""
+async def run_turn(
+    client: AsyncClient, sid: str, n: int, outcomes: Counter[str], refused: list[str]
+) -> list[str]:
+    """One Run turn (open, append, finish); returns the acknowledged texts.
+
+    What a failed commit carried (not COMMIT_UNKNOWN) goes to ``refused``.
+    """
     acknowledged: list[str] = []
     try:
         async with client.run(sid, f"run-{n}") as turn:
@@ -74,6 +86,9 @@ async def run_turn(client: AsyncClient, sid: str, n: int, outcomes: Counter[str]
             acknowledged.append(f"end-{n}")
     except SessiondError as error:
         outcomes[f"run {error.code}"] += 1
+        if not isinstance(error, CommitUnknown):
+            sent = [f"run-{n}", f"mid-{n}", f"end-{n}"]
+            refused += [text for text in sent if text not in acknowledged]
         return acknowledged
     outcomes["run OK"] += 1
     return acknowledged
@@ -95,17 +110,18 @@ async def test_turns_survive_s3_wire_faults(
     outcomes: Counter[str] = Counter()
     acknowledged: dict[str, list[str]] = {sid: [] for sid in sessions}
     attempted: dict[str, list[str]] = {sid: [] for sid in sessions}
+    refused: dict[str, list[str]] = {sid: [] for sid in sessions}
     try:
         for n in range(CHATS + RUNS):
             sid = rng.choice(sessions)
             if n % 4 == 3 and n // 4 < RUNS:
                 attempted[sid] += [f"run-{n}", f"mid-{n}", f"end-{n}"]
-                acknowledged[sid] += await run_turn(client, sid, n, outcomes)
+                acknowledged[sid] += await run_turn(client, sid, n, outcomes, refused[sid])
             else:
                 attempted[sid] += [f"chat-{n}", f"echo: chat-{n}"]
-                acknowledged[sid] += await chat_turn(client, sid, n, outcomes)
+                acknowledged[sid] += await chat_turn(client, sid, n, outcomes, refused[sid])
         faults.enabled = False
-        lost = duplicated = stray = stored_total = 0
+        lost = duplicated = stray = visible_refused = stored_total = 0
         for sid in sessions:
             stored = [m.message.content[0].text for m in await client.all_messages(sid)]
             stored_total += len(stored)
@@ -113,6 +129,7 @@ async def test_turns_survive_s3_wire_faults(
             lost += sum(1 for text in acknowledged[sid] if seen[text] == 0)
             duplicated += sum(1 for count in seen.values() if count > 1)
             stray += sum(1 for text in stored if text not in attempted[sid])
+            visible_refused += sum(1 for text in stored if text in refused[sid])
             session = await client.get(sid)
             assert not session.HasField("lease"), sid
         ok_turns = outcomes["chat OK"] + outcomes["run OK"]
@@ -122,9 +139,10 @@ async def test_turns_survive_s3_wire_faults(
             f"(seed {faults.seed}, {sum(faults.requests.values())} requests, injected "
             f"{faults.by_kind()}): outcomes {dict(outcomes)}; {ok_turns / total:.1%} succeeded; "
             f"{stored_total} messages stored, {sum(map(len, acknowledged.values()))} "
-            f"acknowledged: {lost} lost, {duplicated} duplicated, {stray} stray"
+            f"acknowledged: {lost} lost, {duplicated} duplicated, {stray} stray, "
+            f"{visible_refused} of {sum(map(len, refused.values()))} refused visible"
         )
-        assert (lost, duplicated, stray) == (0, 0, 0)
+        assert (lost, duplicated, stray, visible_refused) == (0, 0, 0, 0)
         codes = {key.split(" ", 1)[1].split(" ")[0] for key in outcomes}
         assert codes <= {"OK", "UNAVAILABLE", "ABORTED", "COMMIT_UNKNOWN"}, outcomes
         assert ok_turns / total >= success
