@@ -160,3 +160,13 @@ def decision(action: int, *, comment: str = "", edited: Any = None) -> turn_pb2.
         reviewer="ada",
         edited_input_json="" if edited is None else json.dumps(edited),
     )
+
+
+def texts(messages) -> list[str]:
+    """Each stored message as its first block: the text, or ``<kind>:<tool_use_id>``."""
+    out = []
+    for m in messages:
+        block = m.message.content[0]
+        kind = block.WhichOneof("block")
+        out.append(block.text if kind == "text" else f"{kind}:{getattr(block, kind).tool_use_id}")
+    return out

@@ -12,7 +12,7 @@ import asyncio
 
 import grpc
 import pytest
-from runtime import engine_run, result, tool
+from runtime import engine_run, result, texts, tool
 from scripted_engine import ScriptedEngine, Step, calls, says
 
 from sessiond.server.domain.engines import EchoEngine
@@ -39,15 +39,6 @@ async def settled(client, session_id: str) -> session_pb2.Session:
             return session
         await asyncio.sleep(0.025)
     raise AssertionError(f"{session_id} is still running")
-
-
-def texts(messages) -> list[str]:
-    out = []
-    for m in messages:
-        block = m.message.content[0]
-        kind = block.WhichOneof("block")
-        out.append(block.text if kind == "text" else f"{kind}:{getattr(block, kind).tool_use_id}")
-    return out
 
 
 async def test_the_answer_is_committed_after_the_caller_left(completing) -> None:

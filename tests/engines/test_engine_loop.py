@@ -12,7 +12,7 @@ import json
 
 import grpc
 import pytest
-from runtime import engine_run, result, tool
+from runtime import engine_run, result, texts, tool
 from scripted_engine import ScriptedEngine, Step, calls, says
 
 from sessiond.errors import (
@@ -34,15 +34,6 @@ async def scripted(serve):
     engine = ScriptedEngine()
     served = await serve(engines=[EchoEngine(), engine], tool_result_timeout_seconds=2)
     return served, engine
-
-
-def texts(messages) -> list[str]:
-    out = []
-    for m in messages:
-        block = m.message.content[0]
-        kind = block.WhichOneof("block")
-        out.append(block.text if kind == "text" else f"{kind}:{getattr(block, kind).tool_use_id}")
-    return out
 
 
 async def test_echo_on_run_streams_one_delta_then_appended_and_ended(scripted) -> None:
