@@ -59,3 +59,30 @@ async def test_changes_after_an_encoding_are_never_lost(serve: Serve) -> None:
     assert document["tail"][-1]["status"] == "RUNNING"
     # ...and the head it was copied from still encodes as it was.
     same_document(head)
+
+
+async def test_remembered_requests_follow_appends_trims_and_copies(serve: Serve) -> None:
+    head = await stored_head(serve, turns=3)
+    copies = [head]
+    for number in range(12):
+        copy = copies[-1].working_copy()
+        record = RequestRecord(
+            request_id=f"r{number}", op="turn", turn_number=number, at=head.updated_at
+        )
+        copy.remember_request(record, keep=4)
+        copies.append(copy)
+        same_document(copy)
+        assert [r.request_id for r in copy.requests][-1] == f"r{number}"
+        assert len(copy.requests) <= 4
+    last = copies[-1]
+    assert [r.request_id for r in last.requests] == ["r8", "r9", "r10", "r11"]
+    assert last.find_request("r11", "turn") is last.requests[-1]
+    assert last.find_request("r7", "turn") is None  # trimmed: no longer applied
+    assert last.find_request("r11", "resume") is None
+    # Every earlier head still encodes as it was, memo and all.
+    for copy in copies:
+        same_document(copy)
+    # A list changed outside remember_request is read afresh.
+    last.requests = last.requests[:2]
+    same_document(last)
+    assert last.find_request("r11", "turn") is None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import weakref
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -21,12 +21,12 @@ def encode(document: BaseModel) -> bytes:
 class _RememberedJson:
     """The JSON of records that never change, remembered by object identity.
 
-    Every commit encodes the head, and most of a head is records carried over
-    from the previous one: the ended turns of its tail and its request
-    records. Those are shared between successive heads and never change in
-    place (see ``Head.working_copy``), so each is encoded once. Entries go
-    with their record (weak references); a changed copy is a new object,
-    encoded anew.
+    Every commit encodes the head, and much of a head is the ended turns of
+    its tail, carried over from the previous one. Those are shared between
+    successive heads and never change in place (see ``Head.working_copy``),
+    so each is encoded once. Entries go with their record (weak references);
+    a changed copy is a new object, encoded anew. (The request records keep
+    their JSON in the head's ``RequestMemo``.)
     """
 
     def __init__(self) -> None:
@@ -40,16 +40,6 @@ class _RememberedJson:
         body = record.model_dump_json().encode()
         self._known[key] = (weakref.ref(record, lambda _, key=key: self._forget(key)), body)
         return body
-
-    def encode_list(self, records: list[Any]) -> bytes:
-        """The JSON array of ``records`` (one loop: this runs for every record of every head)."""
-        known, parts = self._known, []
-        for record in records:
-            entry = known.get(id(record))
-            parts.append(
-                entry[1] if entry is not None and entry[0]() is record else self.encode(record)
-            )
-        return b"[" + b",".join(parts) + b"]"
 
     def _forget(self, key: int) -> None:
         known = self._known.get(key)
@@ -73,9 +63,9 @@ def encode_head(head: Head) -> bytes:
     The request records and the tail go last; key order means nothing to readers.
     """
     rest = head.model_dump_json(exclude={"tail", "requests"}).encode()
-    requests = _remembered.encode_list(head.requests)
-    tail = b"[" + b",".join(turn_json(turn) for turn in head.tail) + b"]"
-    return rest[:-1] + b',"requests":' + requests + b',"tail":' + tail + b"}"
+    requests = head.requests_memo().json
+    tail = b",".join(turn_json(turn) for turn in head.tail)
+    return rest[:-1] + b',"requests":[' + requests + b'],"tail":[' + tail + b"]}"
 
 
 def decode(cls: type[M], body: bytes, *, session_id: str | None, what: str) -> M:

@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
+from sessiond.server.domain.request_memo import RequestMemo, shape_of
+
 HEAD_FORMAT = 1
 
 
@@ -301,9 +303,9 @@ class Head(Model):
     #: whether its write applied.
     commit_id: str = ""
     recent_commits: list[str] = Field(default_factory=list)
-    #: A superset of the ids in ``requests``, with the shape of the list it
-    #: was made for (see ``find_request``); never stored.
-    _request_ids: tuple[tuple[int, int, int], set[str]] | None = PrivateAttr(default=None)
+    #: The ids and JSON of ``requests`` for the list it was made for (see
+    #: ``request_memo``); never stored.
+    _requests_memo: RequestMemo | None = PrivateAttr(default=None)
 
     @property
     def message_count(self) -> int:
@@ -327,11 +329,10 @@ class Head(Model):
     def find_request(self, request_id: str | None, op: str) -> RequestRecord | None:
         """The record of an already applied request id for ``op``, if any.
 
-        Every turn asks, and the answer is almost always no: a set of the ids
-        answers that without reading the 64 records, which on a busy replica
-        are out of the CPU's caches (reading them cost ~5 % of a turn).
+        Every turn asks, and the answer is almost always no: the memo's set
+        of ids answers that without reading the records.
         """
-        if not request_id or request_id not in self._request_filter():
+        if not request_id or request_id not in self.requests_memo().ids:
             return None
         for record in self.requests:
             if record.request_id == request_id and record.op == op:
@@ -340,32 +341,18 @@ class Head(Model):
 
     def remember_request(self, record: RequestRecord, *, keep: int) -> None:
         """Records an applied request id, keeping the most recent ``keep`` records."""
-        ids = self._request_filter()
+        memo = self.requests_memo()
         self.requests.append(record)
         del self.requests[:-keep]
-        if len(ids) >= 2 * keep:
-            self._request_ids = None  # the superset grew: rebuilt when next asked
-        else:
-            ids.add(record.request_id)
-            self._request_ids = (self._requests_shape(), ids)
+        self._requests_memo = memo.appended(record, self.requests)
 
-    def _requests_shape(self) -> tuple[int, int, int]:
-        requests = self.requests
-        return (id(requests), len(requests), id(requests[-1]) if requests else 0)
-
-    def _request_filter(self) -> set[str]:
-        """A superset of the request ids in ``requests`` (false positives only).
-
-        Remembered for the list it was made from, recognised by its identity,
-        length and last record: replacing the list, or appending and
-        trimming it anywhere but in ``remember_request``, makes a new one.
-        """
-        shape = self._requests_shape()
-        cached = self._request_ids
-        if cached is None or cached[0] != shape:
-            cached = (shape, {record.request_id for record in self.requests})
-            self._request_ids = cached
-        return cached[1]
+    def requests_memo(self) -> RequestMemo:
+        """The ids and JSON of ``requests``, rebuilt when the list was changed elsewhere."""
+        memo = self._requests_memo
+        if memo is None or memo.shape != shape_of(self.requests):
+            memo = RequestMemo.of(self.requests)
+            self._requests_memo = memo
+        return memo
 
     @property
     def etag(self) -> str:
@@ -392,11 +379,11 @@ class Head(Model):
         copied.packs = list(self.packs)
         copied.tail = [turn.working_copy() if turn.status.is_open else turn for turn in self.tail]
         copied.requests = list(self.requests)
-        cached = self._request_ids
-        if cached is not None and cached[0] == self._requests_shape():
-            copied._request_ids = (copied._requests_shape(), set(cached[1]))
+        memo = self._requests_memo
+        if memo is not None and memo.shape == shape_of(self.requests):
+            copied._requests_memo = memo.moved_to(copied.requests)
         else:
-            copied._request_ids = None
+            copied._requests_memo = None
         copied.recent_commits = list(self.recent_commits)
         return copied
 
