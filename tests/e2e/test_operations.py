@@ -22,9 +22,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
+from prometheus_client.metrics import MetricWrapperBase
 
 from sessiond.client.aio import AsyncClient, text_message
-from sessiond.errors import SessionNotFound
+from sessiond.errors import SessionBusy, SessionNotFound
 from sessiond.server.app import build_server
 from sessiond.server.ops.metrics import Metrics
 from sessiond.server.ops.settings import Settings
@@ -100,7 +101,9 @@ async def test_metrics_count_rpcs_store_requests_conflicts_and_leases(tmp_path: 
     try:
         await client.start("m")
         await client.chat("m", "hi")
-        assert sample(metrics, "sessiond_rpc_requests_total", method="Chat", code="OK") == 1
+        assert (
+            sample(metrics, "sessiond_rpc_requests_total", method="Chat", code="OK", reason="") == 1
+        )
         assert sample(metrics, "sessiond_rpc_duration_seconds_count", method="Start") == 1
         assert sample(metrics, "sessiond_store_requests_total", operation="put", outcome="ok") > 0
         assert sample(metrics, "sessiond_store_requests_total", operation="get", outcome="ok") > 0
@@ -122,6 +125,19 @@ async def test_metrics_count_rpcs_store_requests_conflicts_and_leases(tmp_path: 
         )
         assert any(not isinstance(o, BaseException) for o in outcomes), outcomes
         assert sample(metrics, "sessiond_claim_conflicts_total") >= before + 1
+        # A caller refused because the session is busy: counted by its reason.
+        async with client.run("m", text_message("user", "hold it again")) as turn:
+            with pytest.raises(SessionBusy):
+                await client.chat("m", "me too")
+            await turn.finish()
+        busy = sample(
+            metrics,
+            "sessiond_rpc_requests_total",
+            method="Chat",
+            code="ABORTED",
+            reason="SESSION_BUSY",
+        )
+        assert busy == 1
     finally:
         await client.close()
         await server.stop(0)
@@ -242,3 +258,19 @@ def test_invalid_settings_exit_with_a_clear_message(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "invalid settings" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_every_metric_family_is_documented() -> None:
+    """docs/kubernetes.md's metrics table names every family, with its labels."""
+    docs = (Path(__file__).parents[2] / "docs" / "kubernetes.md").read_text()
+    table = docs.split("### Metrics", 1)[1].split("\n### ", 1)[0]
+    metrics = Metrics()
+    collectors = [c for c in vars(metrics).values() if isinstance(c, MetricWrapperBase)]
+    assert len(collectors) == len(list(metrics.registry.collect()))
+    for collector in collectors:
+        (family,) = collector.describe()
+        name = family.name + ("_total" if family.type == "counter" else "")
+        row = next((line for line in table.splitlines() if f"`{name}`" in line), None)
+        assert row is not None, f"{name} is not in the metrics table of docs/kubernetes.md"
+        for label in collector._labelnames:
+            assert f"`{label}`" in row, f"label {label} of {name} is not documented"

@@ -82,9 +82,13 @@ async def test_chat_deadline_on_a_slow_memory_store(serve, after: bool) -> None:
     error, elapsed = await timed_chat(client, "d", "late")
     assert error is DeadlineExceeded
     assert elapsed < DEADLINE + 0.15, f"DEADLINE_EXCEEDED after {elapsed:.3f}s"
-    assert 'sessiond_rpc_requests_total{code="DEADLINE_EXCEEDED",method="Chat"} 1.0' in (
-        server_codes(served)
-    ), "the server itself ended the call with DEADLINE_EXCEEDED"
+    expected = (
+        'sessiond_rpc_requests_total{code="DEADLINE_EXCEEDED",method="Chat",'
+        'reason="DEADLINE_EXCEEDED"} 1.0'
+    )
+    assert expected in (server_codes(served)), (
+        "the server itself ended the call with DEADLINE_EXCEEDED"
+    )
     await asyncio.sleep(STORE_SECONDS + 0.2)  # anything parked has now applied or not
     slow.on = False
     after_snapshot = store.snapshot()

@@ -115,7 +115,8 @@ async def test_tokens_name_the_tenant_and_everything_else_is_refused(
     # Refused calls never reached a handler: only tenant-b's calls touched the store.
     assert store.requests and store.outside("tenants/tenant-b/") == []
     text = served.server.metrics.registry.get_sample_value(
-        "sessiond_rpc_requests_total", {"method": "Get", "code": "UNAUTHENTICATED"}
+        "sessiond_rpc_requests_total",
+        {"method": "Get", "code": "UNAUTHENTICATED", "reason": "UNAUTHENTICATED"},
     )
     assert text == 5.0
 

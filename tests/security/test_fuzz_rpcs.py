@@ -79,9 +79,9 @@ class _Calls:
         self.inner = inner
         self.codes: list[tuple[str, str]] = []
 
-    def rpc_done(self, method: str, code: str, seconds: float) -> None:
+    def rpc_done(self, method: str, code: str, seconds: float, reason: str = "") -> None:
         self.codes.append((method, code))
-        self.inner.rpc_done(method, code, seconds)
+        self.inner.rpc_done(method, code, seconds, reason)
 
 
 #: gRPC's Python client reports a stream whose server ended it while the

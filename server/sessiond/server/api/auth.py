@@ -207,7 +207,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 extra={"rpc": method, "problem": error.metadata.get("problem", "")},
             )
             if self.observer is not None:
-                self.observer.rpc_done(name, error.code, 0.0)
+                self.observer.rpc_done(name, error.code, 0.0, error.reason)
             handler = await continuation(handler_call_details)
             return refusing_handler(handler, error)
         return await continuation(handler_call_details)

@@ -38,8 +38,8 @@ current_method: ContextVar[str] = ContextVar("sessiond_method", default="-")
 class RpcObserver(Protocol):
     """Receives one record per finished call."""
 
-    def rpc_done(self, method: str, code: str, seconds: float) -> None:
-        """Records a finished call."""
+    def rpc_done(self, method: str, code: str, seconds: float, reason: str = "") -> None:
+        """Records a finished call (``reason``: its ErrorInfo reason, "" when it succeeded)."""
         ...
 
 
@@ -160,7 +160,7 @@ def unary(
         @functools.wraps(fn)
         async def handler(self: CallHost, request: Any, context: grpc.aio.ServicerContext) -> R:
             current_method.set(name)
-            started, code, admitted = time.perf_counter(), "OK", False
+            started, code, reason, admitted = time.perf_counter(), "OK", "", False
             try:
                 self.admission.enter("unary")
                 admitted = True
@@ -173,13 +173,13 @@ def unary(
                 raise
             except Exception as exc:
                 error = as_domain_error(exc)
-                code = error.code
+                code, reason = error.code, error.reason
                 await abort(context, error)
                 raise  # abort raises; this line is never reached
             finally:
                 if admitted:
                     self.admission.leave("unary")
-                self.observer.rpc_done(name, code, time.perf_counter() - started)
+                self.observer.rpc_done(name, code, time.perf_counter() - started, reason)
 
         return handler
 
@@ -197,7 +197,7 @@ def streaming(
             self: CallHost, request: Any, context: grpc.aio.ServicerContext
         ) -> AsyncIterator[Any]:
             current_method.set(name)
-            started, code, admitted = time.perf_counter(), "OK", False
+            started, code, reason, admitted = time.perf_counter(), "OK", "", False
             try:
                 self.admission.enter("stream")
                 admitted = True
@@ -207,12 +207,12 @@ def streaming(
                 raise
             except Exception as exc:
                 error = as_domain_error(exc)
-                code = error.code
+                code, reason = error.code, error.reason
                 await abort(context, error)
             finally:
                 if admitted:
                     self.admission.leave("stream")
-                self.observer.rpc_done(name, code, time.perf_counter() - started)
+                self.observer.rpc_done(name, code, time.perf_counter() - started, reason)
 
         return handler
 

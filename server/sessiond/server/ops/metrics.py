@@ -14,8 +14,8 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.rpcs = Counter(
             "sessiond_rpc_requests",
-            "RPCs served, by method and status code.",
-            ["method", "code"],
+            "RPCs served, by method, status code and ErrorInfo reason (empty when OK).",
+            ["method", "code", "reason"],
             registry=self.registry,
         )
         self.rpc_seconds = Histogram(
@@ -33,7 +33,8 @@ class Metrics:
         )
         self.claim_conflicts = Counter(
             "sessiond_claim_conflicts",
-            "Head compare-and-swaps lost to another writer.",
+            "Head compare-and-swaps lost to another writer (callers refused because a "
+            "session was busy are counted in sessiond_rpc_requests, reason SESSION_BUSY).",
             registry=self.registry,
         )
         self.leases_held = Gauge(
@@ -45,9 +46,9 @@ class Metrics:
         self._rpc_latency = functools.cache(self.rpc_seconds.labels)
         self._store_count = functools.cache(self.store_requests.labels)
 
-    def rpc_done(self, method: str, code: str, seconds: float) -> None:
-        """Records a finished RPC."""
-        self._rpc_count(method, code).inc()
+    def rpc_done(self, method: str, code: str, seconds: float, reason: str = "") -> None:
+        """Records a finished RPC (``reason``: its ErrorInfo reason, "" when it succeeded)."""
+        self._rpc_count(method, code, reason).inc()
         self._rpc_latency(method).observe(seconds)
 
     def store_request(self, operation: str, outcome: str) -> None:
