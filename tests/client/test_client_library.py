@@ -236,3 +236,32 @@ async def test_a_single_string_or_message_is_one_message(served) -> None:
         assert [m.message.content[0].text for m in ack.messages] == ["hi", "one string"]
         ended = await turn.finish(text_message("assistant", "one message"))
     assert ended.session.message_count == 3
+
+
+async def test_append_redacts_and_keeps_strands_state(served) -> None:
+    client = served.client
+    await client.start("redact")
+    await client.chat("redact", "my card is 4111 1111 1111 1111")
+    async with client.run("redact", "thanks") as turn:
+        await turn.append(
+            "You're welcome.",
+            redactions={0: text_message("user", "[redacted]")},
+            conversation_manager_state={
+                "__name__": "SlidingWindowConversationManager",
+                "removed_message_count": 0,
+                "model_call_count": 2,
+            },
+            internal_state={"interrupt_state": {"interrupts": {}, "context": {}}},
+        )
+    listed = (await client.list_messages("redact")).messages
+    assert message_text(listed[0].redact_message) == "[redacted]"
+    assert message_text(listed[0].message).startswith("my card")  # kept, shown redacted
+    assert not listed[1].HasField("redact_message")
+    (agent,) = (await client.get("redact")).agents
+    assert json.loads(agent.conversation_manager_state_json)["model_call_count"] == 2
+    assert "interrupt_state" in json.loads(agent.internal_state_json)
+    # A bad index is refused and changes nothing.
+    with pytest.raises(InvalidArgument):
+        async with client.run("redact", "again") as turn:
+            await turn.append(redactions={99: text_message("user", "x")})
+    assert [m.index for m in (await client.list_messages("redact")).messages] == [0, 1, 2, 3]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import grpc
@@ -28,6 +28,9 @@ def turn_update(
     state: dict[str, Any] | None = None,
     events: Iterable[turn_pb2.TurnEvent] = (),
     usage: tuple[int, int] | None = None,
+    redactions: Mapping[int, content_pb2.Message] | None = None,
+    conversation_manager_state: dict[str, Any] | None = None,
+    internal_state: dict[str, Any] | None = None,
 ) -> pb.TurnUpdate:
     """A ``TurnUpdate``.
 
@@ -37,15 +40,30 @@ def turn_update(
         state: The agent's new state (JSON object); unchanged when None.
         events: Timeline events (see :func:`sessiond.client.messages.event`).
         usage: ``(input_tokens, output_tokens)`` to add.
+        redactions: Replacements of earlier messages of the agent, by index
+            (Strands' ``redact_message``): readers and Strands restores see
+            the replacement instead. Build one with ``text_message(role, text)``.
+        conversation_manager_state: Strands' conversation-manager state of the
+            agent (JSON object); unchanged when None.
+        internal_state: Strands' internal agent state (JSON object); unchanged
+            when None.
     """
     if isinstance(messages, str | content_pb2.Message):
         messages = [messages]  # one message, not an iterable of characters / fields
     update = pb.TurnUpdate(
         messages=[text_message("assistant", m) if isinstance(m, str) else m for m in messages],
         events=list(events),
+        redactions=[
+            pb.Redaction(index=index, message=message)
+            for index, message in sorted((redactions or {}).items())
+        ],
     )
     if state is not None:
         update.state_json = json.dumps(state)
+    if conversation_manager_state is not None:
+        update.conversation_manager_state_json = json.dumps(conversation_manager_state)
+    if internal_state is not None:
+        update.internal_state_json = json.dumps(internal_state)
     if usage is not None:
         update.usage.input_tokens, update.usage.output_tokens = usage
         update.usage.total_tokens = sum(usage)
