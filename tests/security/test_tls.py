@@ -7,7 +7,10 @@ clients are the real ``AsyncClient`` with ``tls=True``.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
+import sys
 from pathlib import Path
 
 import grpc
@@ -257,3 +260,60 @@ def test_unusable_tls_files_refuse_the_start(pki: Pki, tmp_path: Path) -> None:
         with pytest.raises(ConfigurationError, match=message) as caught:
             build_server(settings, store=MemoryStore())
         assert "PRIVATE KEY" not in str(caught.value)
+
+
+async def test_the_cli_over_mutual_tls_with_a_token(
+    serve, pki: Pki, tmp_path: Path, token_file: Path
+) -> None:
+    """The ``sessiond`` command against the real server, mTLS and a token file."""
+    served = await serve(**tls_settings(pki, mutual=True), auth_tokens_file=str(token_file))
+    client_cert = pki.issue("operator")
+    (tmp_path / "token").write_text(TOKEN_A + "\n")
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("SESSIOND_")}
+    environment |= {
+        "SESSIOND_TARGET": served.target,
+        "SESSIOND_CA_FILE": str(pki.ca_file),  # implies TLS
+        "SESSIOND_CERT_FILE": str(client_cert.cert),
+        "SESSIOND_KEY_FILE": str(client_cert.key),
+        "SESSIOND_TLS_SERVER_NAME": "sessiond.test",
+    }
+
+    async def cli(*args: str) -> tuple[int, str, str]:
+        process = await asyncio.create_subprocess_exec(
+            str(Path(sys.executable).with_name("sessiond")),
+            *args,
+            env=environment,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+        return process.returncode or 0, out.decode(), err.decode()
+
+    token = ("--token-file", str(tmp_path / "token"))
+    code, out, err = await cli("show", "cli-tls", *token)
+    assert code == 4, err  # NOT_FOUND: the call went through, TLS and token accepted
+    a_client = AsyncClient(
+        served.target,
+        ca_file=pki.ca_file,
+        cert_file=client_cert.cert,
+        key_file=client_cert.key,
+        server_name="sessiond.test",
+        token=TOKEN_A,
+    )
+    async with a_client:
+        await a_client.start("cli-tls")
+        await a_client.chat("cli-tls", "hello over mTLS")
+    code, out, err = await cli("show", "cli-tls", "--output", "json", *token)
+    assert code == 0, err
+    assert json.loads(out)["session"]["message_count"] == 2
+    code, out, err = await cli("ls", "--output", "json", *token)
+    assert [s["session_id"] for s in json.loads(out)["sessions"]] == ["cli-tls"]
+    # Without the token: UNAUTHENTICATED, exit 10, one line.
+    code, out, err = await cli("ls")
+    assert code == 10 and len(err.strip().splitlines()) == 1, err
+    assert "[UNAUTHENTICATED]" in err
+    # Without the client certificate the handshake fails: UNAVAILABLE, exit 8.
+    del environment["SESSIOND_CERT_FILE"], environment["SESSIOND_KEY_FILE"]
+    code, out, err = await cli("ls", *token, "--timeout", "5")
+    assert code == 8, err
