@@ -265,3 +265,23 @@ async def test_append_redacts_and_keeps_strands_state(served) -> None:
         async with client.run("redact", "again") as turn:
             await turn.append(redactions={99: text_message("user", "x")})
     assert [m.index for m in (await client.list_messages("redact")).messages] == [0, 1, 2, 3]
+
+
+async def test_finishing_with_a_redaction_ends_the_turn(served) -> None:
+    """Redactions copy the tail's turns; the ending must land on the copy that is stored."""
+    client = served.client
+    await client.start("redact-end")
+    await client.chat("redact-end", "secret 1234")
+    async with client.run("redact-end", "more") as turn:
+        ended = await turn.finish(
+            "ok", redactions={0: text_message("user", "[redacted]")}, usage=(3, 4)
+        )
+    assert ended.turn.status == turn_pb2.TURN_STATUS_FINISHED
+    last = (await client.timeline("redact-end"))[-1]
+    assert last.status == turn_pb2.TURN_STATUS_FINISHED
+    assert [e.type for e in last.events][-2:] == ["messages.redacted", "finished"]
+    assert last.usage.output_tokens == 4
+    listed = (await client.list_messages("redact-end")).messages
+    assert message_text(listed[0].redact_message) == "[redacted]"
+    # The next turn runs: the stored head is consistent.
+    assert (await client.chat("redact-end", "again")).text == "echo: again"

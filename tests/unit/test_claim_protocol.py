@@ -17,8 +17,8 @@ from sessiond.server.domain import strands
 from sessiond.server.domain.clock import ManualClock
 from sessiond.server.domain.content import text_message as stored_text
 from sessiond.server.domain.keys import TenantKeys, parse_message_index
+from sessiond.server.domain.turn_changes import TurnUpdate
 from sessiond.server.domain.turn_service import OpenRequest
-from sessiond.server.domain.turns import TurnUpdate
 from sessiond.server.ops.settings import Settings
 from sessiond.server.storage.memory import MemoryStore, PauseOn
 

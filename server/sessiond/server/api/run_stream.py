@@ -36,8 +36,9 @@ from sessiond.server.domain.keys import TenantKeys
 from sessiond.server.domain.limits import Limits
 from sessiond.server.domain.records import StoredMessage
 from sessiond.server.domain.reviews import ReviewInput, build_reviews
+from sessiond.server.domain.turn_changes import SnapshotInput, TurnOutcome, TurnUpdate
 from sessiond.server.domain.turn_service import OpenRequest, TurnService
-from sessiond.server.domain.turns import ActiveTurn, SnapshotInput, TurnOutcome, TurnUpdate
+from sessiond.server.domain.turns import ActiveTurn
 from sessiond.server.domain.validation import parse_json, parse_json_object
 from sessiond.server.domain.views import view_of_head
 from sessiond.v1 import content_pb2

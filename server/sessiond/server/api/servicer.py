@@ -19,8 +19,8 @@ from sessiond.server.domain.limits import Limits
 from sessiond.server.domain.records import TurnStatus
 from sessiond.server.domain.reviews import ReviewService
 from sessiond.server.domain.sessions import SessionLifecycle
+from sessiond.server.domain.turn_changes import TurnOutcome
 from sessiond.server.domain.turn_service import TurnService
-from sessiond.server.domain.turns import TurnOutcome
 from sessiond.server.domain.validation import parse_json_object
 from sessiond.server.domain.views import view_of_head
 from sessiond.v1 import session_service_pb2 as pb

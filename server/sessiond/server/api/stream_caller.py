@@ -28,7 +28,7 @@ from sessiond.server.api import convert
 from sessiond.server.api.content_codec import block_to_dict
 from sessiond.server.domain.engine_calls import CallerFailed, CallerGone
 from sessiond.server.domain.engines import ToolCall, ToolSpec
-from sessiond.server.domain.turns import TurnOutcome
+from sessiond.server.domain.turn_changes import TurnOutcome
 from sessiond.server.domain.validation import parse_json
 from sessiond.v1 import content_pb2
 from sessiond.v1 import session_service_pb2 as pb

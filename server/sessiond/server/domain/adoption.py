@@ -349,3 +349,29 @@ class Adoption:
                     )
 
         await asyncio.gather(*(one(sid) for sid in missing))
+
+
+class AppendProbe:
+    """A look for a Strands writer's appends at ``message_<start>``, running in a task."""
+
+    def __init__(self, agent_id: str, start: int, task: asyncio.Task[Any]) -> None:
+        self.agent_id = agent_id
+        self.start = start
+        self._task = task
+
+    @classmethod
+    def start(cls, adoption: Adoption, keys: TenantKeys, head: Head, agent_id: str) -> AppendProbe:
+        """Starts probing from the agent's committed message count in ``head``."""
+        start = head.agents[agent_id].message_count
+        task = asyncio.ensure_future(adoption.appended(keys, head, agent_id, start))
+        return cls(agent_id, start, task)
+
+    async def result(self) -> tuple[list[StoredMessage], Any]:
+        """The appended messages and Strands' agent.json (see ``Adoption.appended``)."""
+        return await self._task
+
+    def cancel(self) -> None:
+        """Drops the probe (its result is not needed)."""
+        self._task.cancel()
+        # A cancelled or failed probe must not log "exception never retrieved".
+        self._task.add_done_callback(lambda task: task.cancelled() or task.exception())

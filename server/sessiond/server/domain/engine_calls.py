@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from sessiond.server.domain.engines import ToolCall, ToolSpec, tool_calls
 from sessiond.server.domain.records import Decision, ReviewAction, Turn
-from sessiond.server.domain.turns import SnapshotInput, TurnOutcome
+from sessiond.server.domain.turn_changes import SnapshotInput, TurnOutcome
 
 log = logging.getLogger("sessiond.engines")
 

@@ -70,7 +70,8 @@ from sessiond.server.domain.engines import (
 from sessiond.server.domain.limits import Limits
 from sessiond.server.domain.records import Decision, Event, ReviewAction
 from sessiond.server.domain.reviews import ReviewInput, build_reviews
-from sessiond.server.domain.turns import ActiveTurn, TurnOutcome, TurnUpdate
+from sessiond.server.domain.turn_changes import TurnOutcome, TurnUpdate
+from sessiond.server.domain.turns import ActiveTurn
 
 log = logging.getLogger("sessiond.engines")
 

@@ -21,6 +21,7 @@ from sessiond.errors import (
     Unavailable,
 )
 from sessiond.server.domain import strands
+from sessiond.server.domain.adoption import AppendProbe
 from sessiond.server.domain.claims import Replay, claim
 from sessiond.server.domain.content import check_message, text_message
 from sessiond.server.domain.context import ServiceContext
@@ -55,7 +56,8 @@ from sessiond.server.domain.records import (
 )
 from sessiond.server.domain.repository import store_errors
 from sessiond.server.domain.reviews import DecisionInput, check_decision, record_decision
-from sessiond.server.domain.turns import ActiveTurn, AppendProbe, TurnOutcome, TurnUpdate
+from sessiond.server.domain.turn_changes import TurnOutcome, TurnUpdate
+from sessiond.server.domain.turns import ActiveTurn
 from sessiond.server.domain.validation import check_id, check_optional_id, check_request_id
 from sessiond.server.storage.port import OVERWRITE, NotFound
 

@@ -25,7 +25,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sessiond.errors import (
     CommitUnknown,
@@ -36,23 +36,21 @@ from sessiond.errors import (
     SessionFenced,
 )
 from sessiond.server.domain import history, strands
+from sessiond.server.domain import turn_changes as changes
 from sessiond.server.domain.clock import Clock, IdSource
 from sessiond.server.domain.content import check_message
 from sessiond.server.domain.index import TenantIndex, sync_listing
 from sessiond.server.domain.keys import TenantKeys
 from sessiond.server.domain.limits import Limits
 from sessiond.server.domain.records import (
-    Event,
     Head,
     Pack,
     Review,
     SnapshotRef,
-    Status,
     StoredMessage,
     Turn,
     TurnError,
     TurnStatus,
-    Usage,
 )
 from sessiond.server.domain.repository import (
     ForeignMessage,
@@ -61,41 +59,13 @@ from sessiond.server.domain.repository import (
     retrying,
     store_errors,
 )
+from sessiond.server.domain.turn_changes import SnapshotInput, TurnOutcome, TurnUpdate
 from sessiond.server.storage.port import CREATE, OVERWRITE, NotFound
 
+if TYPE_CHECKING:
+    from sessiond.server.domain.adoption import AppendProbe
+
 log = logging.getLogger("sessiond.turns")
-
-
-@dataclass(frozen=True)
-class TurnUpdate:
-    """A batch of changes from a runtime or an engine."""
-
-    messages: tuple[dict[str, Any], ...] = ()
-    state: dict[str, Any] | None = None
-    events: tuple[Event, ...] = ()
-    usage: Usage | None = None
-    #: (index, redacted message) pairs for earlier messages of the agent.
-    redactions: tuple[tuple[int, dict[str, Any]], ...] = ()
-    #: Strands' conversation manager state and internal state (agent.json).
-    conversation_manager_state: dict[str, Any] | None = None
-    internal_state: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True)
-class SnapshotInput:
-    """Runtime state saved at hibernation."""
-
-    data: bytes
-    content_type: str = ""
-
-
-@dataclass
-class TurnOutcome:
-    """The result of a commit: the head and turn after it (shared: read-only)."""
-
-    head: Head
-    turn: Turn
-    appended: list[StoredMessage] = field(default_factory=list)
 
 
 @dataclass
@@ -118,45 +88,17 @@ class TurnDeps:
     on_committed: Callable[[TenantKeys, Head, datetime, bool], None] | None = None
 
 
-_END_STATUS = {
-    TurnStatus.FINISHED: Status.FINISHED,
-    TurnStatus.HIBERNATED: Status.HIBERNATED,
-    TurnStatus.WAITING: Status.WAITING,
-    TurnStatus.ERROR: Status.ERROR,
-}
+@dataclass
+class _Change:
+    """One commit's change: the new head and what must be written before it."""
 
-_END_EVENT = {
-    TurnStatus.FINISHED: "finished",
-    TurnStatus.HIBERNATED: "hibernated",
-    TurnStatus.WAITING: "hibernated",
-    TurnStatus.ERROR: "failed",
-}
-
-
-class AppendProbe:
-    """A look for a Strands writer's appends at ``message_<start>``, running in a task."""
-
-    def __init__(self, agent_id: str, start: int, task: asyncio.Task[Any]) -> None:
-        self.agent_id = agent_id
-        self.start = start
-        self._task = task
-
-    @classmethod
-    def start(cls, adoption: Any, keys: TenantKeys, head: Head, agent_id: str) -> AppendProbe:
-        """Starts probing from the agent's committed message count in ``head``."""
-        start = head.agents[agent_id].message_count
-        task = asyncio.ensure_future(adoption.appended(keys, head, agent_id, start))
-        return cls(agent_id, start, task)
-
-    async def result(self) -> tuple[list[StoredMessage], Any]:
-        """The appended messages and Strands' agent.json (see ``Adoption.appended``)."""
-        return await self._task
-
-    def cancel(self) -> None:
-        """Drops the probe (its result is not needed)."""
-        self._task.cancel()
-        # A cancelled or failed probe must not log "exception never retrieved".
-        self._task.add_done_callback(lambda task: task.cancelled() or task.exception())
+    head: Head
+    turn: Turn
+    appended: list[StoredMessage]
+    state_changed: bool
+    writes: list[Awaitable[tuple[str, str] | None]]
+    compaction: history.Compaction | None = None
+    pack_sizes: dict[str, int] = field(default_factory=dict)
 
 
 class ActiveTurn:
@@ -341,15 +283,76 @@ class ActiveTurn:
         adoptions: int = 0,
     ) -> TurnOutcome:
         deps = self._deps
-        for position, message in enumerate(update.messages):
-            check_message(message, deps.limits, field=f"update.messages[{position}]")
-        if len(update.messages) > deps.limits.max_messages_per_update:
-            raise InvalidArgument(
-                f"at most {deps.limits.max_messages_per_update} messages per update",
-                field="update.messages",
-            )
+        self._check_update(update)
         now = deps.clock.now()
         # 1. Apply the change to a copy of the head.
+        change = await self._apply(update, end, snapshot, reviews, error, now)
+        head = change.head
+        # 2. Write every new object in parallel (redaction rewrites return
+        # None: they replace committed files, so a failed commit keeps them).
+        index_task = sync_listing(deps.index, self.keys, head, now, enabled=end is not None)
+        results = await asyncio.gather(*change.writes, index_task, return_exceptions=True)
+        written = [r for r in results[:-1] if isinstance(r, tuple)]
+        failures = [r for r in results[:-1] if isinstance(r, BaseException)]
+        if failures:
+            await deps.repo.delete_own(written)
+            foreign = next((f for f in failures if isinstance(f, ForeignMessage)), None)
+            if foreign is not None and deps.adopt_appended is not None and adoptions < 3:
+                # A Strands writer appended behind our back: take its messages
+                # into the history, then write ours after them.
+                await self._adopt_appended(foreign)
+                return await self._commit_locked(
+                    update, end, snapshot, reviews, error, adoptions + 1
+                )
+            self._raise_write_failure(failures[0])
+        if change.compaction is not None:
+            sizes = change.pack_sizes
+            head.packs = [
+                ref.model_copy(update={"size": sizes.get(ref.key, ref.size)}) for ref in head.packs
+            ]
+        stamps = results[-1]
+        if isinstance(stamps, tuple):
+            head.index_stamp, head.inbox_stamp = stamps
+        previous_index_stamp = self.head.index_stamp
+        # 3. Commit: one compare-and-swap of the head.
+        await self._publish(head, written, end=end)
+        self._last_turn = change.turn
+        if end is not None and deps.on_committed is not None:
+            deps.on_committed(self.keys, head, now, head.index_stamp != previous_index_stamp)
+        if end is not None:
+            self._mark_closed()
+        # 4. After the commit: Strands' agent.json, superseded packs.
+        if change.state_changed:
+            await self._write_agent_json(head, change.turn.agent_id)
+        if end is not None and change.compaction is not None and change.compaction.superseded:
+            deps.background(deps.repo.delete_quietly(change.compaction.superseded))
+        # ``turn`` is the committed turn object even if compaction moved it
+        # from the tail into a pack. Messages adopted from a Strands writer
+        # are acknowledged with the commit that recorded them, first.
+        adopted, self._adopted = self._adopted, []
+        return TurnOutcome(head=head, turn=change.turn, appended=adopted + change.appended)
+
+    def _check_update(self, update: TurnUpdate) -> None:
+        limits = self._deps.limits
+        for position, message in enumerate(update.messages):
+            check_message(message, limits, field=f"update.messages[{position}]")
+        if len(update.messages) > limits.max_messages_per_update:
+            raise InvalidArgument(
+                f"at most {limits.max_messages_per_update} messages per update",
+                field="update.messages",
+            )
+
+    async def _apply(
+        self,
+        update: TurnUpdate,
+        end: TurnStatus | None,
+        snapshot: SnapshotInput | None,
+        reviews: list[Review],
+        error: TurnError | None,
+        now: datetime,
+    ) -> _Change:
+        """Step 1: the commit's head (a working copy) and the writes it needs."""
+        deps = self._deps
         head = self.head.working_copy()
         turn = head.tail[-1]
         agent = head.agents[turn.agent_id]
@@ -357,53 +360,31 @@ class ActiveTurn:
         # input: it goes into the failure event, not into the history.
         record_input = self._pending_input is not None and end is not TurnStatus.ERROR
         if self._pending_input is not None and not record_input:
-            # Nothing of this turn was acknowledged: forget its request id, so
-            # a retry with the same id runs the turn afresh instead of
-            # "replaying" a failure that stored nothing.
-            head.requests = [
-                r for r in head.requests if not (r.op == "turn" and r.turn_number == turn.number)
-            ]
+            changes.forget_turn_request(head, turn.number)
         incoming = ([self._pending_input] if record_input else []) + list(update.messages)
-        appended = []
-        for message in incoming:
-            record = StoredMessage(
-                agent_id=agent.agent_id,
-                index=agent.message_count,
-                message=message,
-                turn_id=turn.turn_id,
-                created_at=now,
-                updated_at=now,
-            )
-            agent.message_count += 1
-            turn.messages.append(record)
-            appended.append(record)
-        if appended:
-            turn.events.append(
-                Event(
-                    time=now,
-                    type="messages.appended",
-                    data={"first": appended[0].index, "count": len(appended)},
-                )
-            )
-        redaction_writes = await self._apply_redactions(head, agent.agent_id, update, now)
-        state_changed = update.state is not None and update.state != agent.state
-        if state_changed:
-            agent.state = dict(update.state or {})
-            turn.events.append(Event(time=now, type="state.changed"))
-        for name in ("conversation_manager_state", "internal_state"):
-            value = getattr(update, name)
-            if value is not None and value != getattr(agent, name):
-                setattr(agent, name, dict(value))
-                state_changed = True
-        if state_changed:
-            agent.updated_at = now
+        appended = changes.append_messages(turn, agent, incoming, now)
+        redacted = await changes.apply_redactions(
+            head,
+            agent.agent_id,
+            update.redactions,
+            limits=deps.limits,
+            load_history=self.history,
+            now=now,
+        )
+        turn = head.tail[-1]  # redactions replace the tail's turns with copies
+        state_changed = changes.update_agent(
+            turn,
+            agent,
+            state=update.state,
+            conversation_manager_state=update.conversation_manager_state,
+            internal_state=update.internal_state,
+            now=now,
+        )
         turn.events.extend(update.events)
-        if update.usage is not None:
-            turn.usage = turn.usage.plus(update.usage)
-            head.usage = head.usage.plus(update.usage)
+        changes.add_usage(head, turn, update.usage)
         # Each write returns (key, etag) of what it stored, so a fenced
         # writer can remove exactly its own files and nobody else's.
-        writes: list[Awaitable[tuple[str, str]]] = [
+        writes: list[Awaitable[tuple[str, str] | None]] = [
             deps.repo.write_message(
                 self.keys, self.session_id, record, epoch=self.epoch, run_id=self.run_id
             )
@@ -420,82 +401,46 @@ class ActiveTurn:
                 size=len(snapshot.data),
             )
             writes.append(deps.repo.put(key, snapshot.data, mode=CREATE))
-        if reviews:
-            turn.reviews = reviews
-            for review in reviews:
-                turn.events.append(
-                    Event(
-                        time=now,
-                        type="review.requested",
-                        data={"review_id": review.review_id, "tool_name": review.tool_name},
-                    )
-                )
+        changes.request_reviews(turn, reviews, now)
         if end is not None:
-            turn.status = end
-            turn.ended_at = now
-            turn.error = error
-            turn.events.append(
-                Event(
-                    time=now,
-                    type=_END_EVENT[end],
-                    data=self._end_data(error),
-                )
-            )
-            head.status = _END_STATUS[end]
-            head.lease = None
+            changes.end_turn(head, turn, end, error=error, data=self._end_data(error), now=now)
         elif head.lease is None:
             raise InvalidTransition("an unclaimed turn can only commit once, at its end")
         else:
             head.lease.expires_at = now + deps.lease_ttl
         head.revision += 1
         head.updated_at = now
-        compaction = None
+        change = _Change(head, turn, appended, state_changed, writes)
         if end is not None:
-            compaction = await history.plan_compaction(
+            change.compaction = await history.plan_compaction(
                 head,
                 pack_key=lambda level, first, last: self.keys.pack(
                     self.session_id, f"p{level}-{first:06d}-{last:06d}-{deps.ids.random_hex(4)}"
                 ),
                 load=lambda ref: deps.repo.load_pack(self.keys, head, ref),
             )
-        if compaction is not None:
-            head.packs = compaction.packs
-            head.tail = compaction.tail
-            sizes: dict[str, int] = {}
-            for key, pack in compaction.writes:
-                writes.append(self._write_pack(pack, key, sizes))
-        index_task = sync_listing(deps.index, self.keys, head, now, enabled=end is not None)
-        writes.extend(redaction_writes)
-        # 2. Write every new object in parallel.
-        results = await asyncio.gather(*writes, index_task, return_exceptions=True)
-        # Redaction rewrites return None: they replace committed files, so a
-        # failed commit must not delete them.
-        written = [r for r in results[:-1] if isinstance(r, tuple)]
-        failures = [r for r in results[:-1] if isinstance(r, BaseException)]
-        if failures:
-            await deps.repo.delete_own(written)
-            foreign = next((f for f in failures if isinstance(f, ForeignMessage)), None)
-            if foreign is not None and deps.adopt_appended is not None and adoptions < 3:
-                # A Strands writer appended behind our back: take its messages
-                # into the history, then write ours after them.
-                await self._adopt_appended(foreign)
-                return await self._commit_locked(
-                    update, end, snapshot, reviews, error, adoptions + 1
-                )
-            self._raise_write_failure(failures[0])
-        if compaction is not None:
-            head.packs = [
-                ref.model_copy(update={"size": sizes.get(ref.key, ref.size)}) for ref in head.packs
-            ]
-        stamps = results[-1]
-        if isinstance(stamps, tuple):
-            head.index_stamp, head.inbox_stamp = stamps
-        self._previous_index_stamp = self.head.index_stamp
-        # 3. Commit: one compare-and-swap of the head.
+        if change.compaction is not None:
+            head.packs = change.compaction.packs
+            head.tail = change.compaction.tail
+            for key, pack in change.compaction.writes:
+                writes.append(self._write_pack(pack, key, change.pack_sizes))
+        writes.extend(self._rewrite_message(record) for record in redacted)
+        return change
+
+    async def _publish(
+        self, head: Head, written: list[tuple[str, str]], *, end: TurnStatus | None
+    ) -> None:
+        """Step 3: compare-and-swaps the head; on success it is this turn's head.
+
+        Raises:
+            SessionFenced: Another writer changed the head (this turn's files
+                are deleted; the turn is closed).
+            CommitUnknown: The outcome could not be found out (the turn is closed).
+        """
         try:
-            etag = await deps.repo.replace_head(self.keys, head, self._etag)
+            etag = await self._deps.repo.replace_head(self.keys, head, self._etag)
         except HeadChanged:
-            await deps.repo.delete_own(written)
+            await self._deps.repo.delete_own(written)
             self._mark_closed(fenced=True)
             raise SessionFenced(
                 "another runner took the session over; this turn's uncommitted work was discarded",
@@ -505,7 +450,6 @@ class ActiveTurn:
             self._mark_closed()
             raise
         self.head = head
-        self._last_turn = turn
         self._pending_input = None
         if etag is None:
             # Committed, but another write already followed ours (a lost
@@ -513,23 +457,6 @@ class ActiveTurn:
             self._mark_closed(fenced=end is None)
         else:
             self._etag = etag
-        if end is not None and deps.on_committed is not None:
-            wrote_index = head.index_stamp != self._previous_index_stamp
-            deps.on_committed(self.keys, head, now, wrote_index)
-        if end is not None:
-            self._mark_closed()
-            # 4. After the commit: Strands' agent.json, superseded packs.
-            if state_changed:
-                await self._write_agent_json(head, agent.agent_id)
-            if compaction is not None and compaction.superseded:
-                deps.background(deps.repo.delete_quietly(compaction.superseded))
-        elif state_changed:
-            await self._write_agent_json(head, agent.agent_id)
-        # ``turn`` is the committed turn object even if compaction moved it
-        # from the tail into a pack. Messages adopted from a Strands writer
-        # are acknowledged with the commit that recorded them, first.
-        adopted, self._adopted = self._adopted, []
-        return TurnOutcome(head=head, turn=turn, appended=adopted + appended)
 
     def _end_data(self, error: TurnError | None) -> dict[str, Any]:
         if error is None:
@@ -538,46 +465,6 @@ class ActiveTurn:
         if self._pending_input is not None:
             data["unrecorded_input"] = self._pending_input
         return data
-
-    async def _apply_redactions(
-        self, head: Head, agent_id: str, update: TurnUpdate, now: datetime
-    ) -> list[Awaitable[None]]:
-        """Records redactions in ``head`` and returns the Strands file rewrites.
-
-        A message still in the head's tail is changed in place (in a copy of
-        its turn: ended turns are shared with the committed head); one already
-        in an immutable pack gets an entry in the agent's redaction overlay.
-        """
-        if not update.redactions:
-            return []
-        head.tail = [turn.model_copy(deep=True) for turn in head.tail]
-        agent = head.agents[agent_id]
-        in_tail = {m.index: m for t in head.tail for m in t.messages if m.agent_id == agent_id}
-        older: dict[int, StoredMessage] = {}
-        if any(index not in in_tail for index, _ in update.redactions):
-            older = {m.index: m for m in await self.history()}
-        rewrites: list[Awaitable[None]] = []
-        for index, redacted in update.redactions:
-            check_message(redacted, self._deps.limits, field="update.redactions.message")
-            record = in_tail.get(index) or older.get(index)
-            if record is None:
-                raise InvalidArgument(
-                    "a redaction names a message that does not exist",
-                    field="update.redactions.index",
-                    index=index,
-                )
-            if index in in_tail:
-                record.redact_message = redacted
-                record.updated_at = now
-                stored = record
-            else:
-                agent.redactions[index] = redacted
-                stored = record.model_copy(update={"redact_message": redacted, "updated_at": now})
-            head.tail[-1].events.append(
-                Event(time=now, type="messages.redacted", data={"index": index})
-            )
-            rewrites.append(self._rewrite_message(stored))
-        return rewrites
 
     async def _rewrite_message(self, record: StoredMessage) -> None:
         body = strands.message_file(record, epoch=self.epoch, run_id=self.run_id)
@@ -633,25 +520,9 @@ class ActiveTurn:
 
     def _take_adopted(self, agent_id: str, messages: list, agent_file: Any) -> None:
         """Records adopted messages (and Strands' newest agent.json) in this turn."""
-        now = self._deps.clock.now()
         self.head = self.head.working_copy()  # the committed head is shared
-        turn = self.head.tail[-1]
-        agent = self.head.agents[agent_id]
-        turn.messages.extend(messages)
+        changes.take_adopted(self.head, agent_id, messages, agent_file, self._deps.clock.now())
         self._adopted.extend(messages)
-        agent.message_count = messages[-1].index + 1
-        if agent_file is not None:
-            # What Strands last wrote to agent.json is the agent's newest state.
-            agent.state = agent_file.state
-            agent.conversation_manager_state = agent_file.conversation_manager_state
-            agent.internal_state = agent_file.internal_state
-        turn.events.append(
-            Event(
-                time=now,
-                type="messages.adopted",
-                data={"first": messages[0].index, "count": len(messages), "from": "strands"},
-            )
-        )
 
     def _raise_write_failure(self, failure: BaseException) -> None:
         if isinstance(failure, ForeignMessage):
