@@ -27,6 +27,7 @@ from sessiond.server.domain.records import (
     Review,
     ReviewAction,
     Status,
+    Turn,
     TurnStatus,
 )
 from sessiond.server.domain.validation import (
@@ -231,7 +232,11 @@ class ReviewService:
             self._ctx, keys, sid, op="resolve", request_id=request, etag=None, change=change
         )
         if review is None:  # a retried request: report the review as it stands
-            review = _find_review(head, rid)
+            review = _find_review(head.tail, rid)
+            if review is None:  # its turn has moved into a history pack since
+                review = _find_review(await self._ctx.repo.turns(keys, head), rid)
+            if review is None:
+                raise ReviewNotFound("no such review", review_id=rid)
         return review, view_of_head(head, self._ctx.clock.now())
 
     async def _session_of(self, keys: TenantKeys, review_id: str) -> str:
@@ -249,12 +254,12 @@ class ReviewService:
         return sessions.pop()
 
 
-def _find_review(head: Head, review_id: str) -> Review:
-    for turn in reversed(head.tail):
+def _find_review(turns: list[Turn], review_id: str) -> Review | None:
+    for turn in reversed(turns):
         for review in turn.reviews:
             if review.review_id == review_id:
                 return review.model_copy(deep=True)
-    raise ReviewNotFound("no such review", review_id=review_id)
+    return None
 
 
 def _order(item: tuple[str, Review]) -> tuple[str, str, str]:

@@ -156,10 +156,16 @@ def add_usage(head: Head, turn: Turn, usage: Usage | None) -> None:
 
 
 def request_reviews(turn: Turn, reviews: list[Review], now: datetime) -> None:
-    """Records the reviews a hibernating turn waits for."""
+    """Records the reviews a hibernating turn waits for.
+
+    The reviews of earlier rounds of the same turn stay, decisions and all:
+    the timeline shows every round, and a retried decision still finds its
+    review. A new review with an earlier one's id replaces it.
+    """
     if not reviews:
         return
-    turn.reviews = reviews
+    new_ids = {review.review_id for review in reviews}
+    turn.reviews = [r for r in turn.reviews if r.review_id not in new_ids] + reviews
     for review in reviews:
         turn.events.append(
             Event(

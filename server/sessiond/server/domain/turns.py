@@ -371,7 +371,14 @@ class ActiveTurn:
             load_history=self.history,
             now=now,
         )
-        turn = head.tail[-1]  # redactions replace the tail's turns with copies
+        if redacted:
+            # Redactions replace the tail's turns with copies: what is written
+            # and acknowledged must be the copies (a redaction may name a
+            # message of this very update).
+            turn = head.tail[-1]
+            appended = turn.messages[len(turn.messages) - len(appended) :]
+            appended_keys = {(m.agent_id, m.index) for m in appended}
+            redacted = [m for m in redacted if (m.agent_id, m.index) not in appended_keys]
         state_changed = changes.update_agent(
             turn,
             agent,
