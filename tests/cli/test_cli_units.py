@@ -148,3 +148,11 @@ def test_chat_turns_have_no_deadline_unless_one_is_set() -> None:
         chat.session_id = "s"
         chat.say("hello")
         assert recorder.timeouts == [expected]
+
+
+def test_a_negative_limit_is_a_usage_error(capsys) -> None:
+    assert parse("ls", "--limit", "0").limit == 0
+    with pytest.raises(SystemExit) as caught:
+        parse("ls", "--limit", "-1")
+    assert caught.value.code == 2
+    assert "must not be negative" in capsys.readouterr().err

@@ -32,6 +32,17 @@ def _label(value: str) -> tuple[str, str]:
     return key, label
 
 
+def non_negative_int(value: str) -> int:
+    """An argparse type: a whole number >= 0."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a whole number, not {value!r}") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {number}")
+    return number
+
+
 def register(add: Register) -> None:
     """Adds the session commands; ``add(name, help=...)`` makes a subcommand parser."""
     ls = add("ls", help="list sessions, newest first")
@@ -66,7 +77,9 @@ def register(add: Register) -> None:
         const="include",
         help="archived sessions and the others",
     )
-    ls.add_argument("--limit", type=int, default=100, help="at most this many (0: all; 100)")
+    ls.add_argument(
+        "--limit", type=non_negative_int, default=100, help="at most this many (0: all; 100)"
+    )
     ls.add_argument("--page-token", default="", help="continue a listing (from JSON output)")
     ls.set_defaults(handler=cmd_ls)
 

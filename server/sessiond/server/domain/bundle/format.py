@@ -35,6 +35,9 @@ from typing import Any
 from sessiond.errors import BundleInvalid
 from sessiond.server.domain.validation import ID_PATTERN
 
+#: The only file name Strands allows under ``messages/``.
+_MESSAGE_FILE = re.compile(r"message_(0|[1-9][0-9]*)\.json")
+
 FORMAT = "sessiond-bundle"
 FORMAT_VERSION = 1
 
@@ -154,7 +157,12 @@ def classify(path: str) -> FileKind:
         # sessiond's own objects (head, packs, snapshots) are rebuilt by the
         # import, never copied: a bundle must not be able to plant a head.
         if ID_PATTERN.fullmatch(sid) and inner and inner.split("/")[0] != "sessiond":
-            return FileKind("strands", sid, inner)
+            parts = inner.split("/")
+            # Nothing but message_<n>.json under messages/: anything else
+            # there crashes Strands' restore of the session.
+            in_messages = len(parts) >= 3 and parts[0] == "agents" and parts[2] == "messages"
+            if not in_messages or (len(parts) == 4 and _MESSAGE_FILE.fullmatch(parts[3])):
+                return FileKind("strands", sid, inner)
     raise BundleInvalid("the bundle holds a file of an unknown kind", path=path[:200])
 
 

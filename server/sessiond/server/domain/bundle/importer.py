@@ -176,7 +176,12 @@ class BundleImporter:
             head = decode(Head, body, session_id=sid, what="head")
             if head.deleted:
                 raise Unavailable("the session is being deleted; retry later", session_id=sid)
-            states[sid] = "ours" if head.find_request(request_id, IMPORT_OP) else "exists"
+            # An earlier attempt of this import left the head it wrote
+            # (revision 1) untouched; once the session changed, it is a
+            # session like any other, even while its head still remembers
+            # the import's request id.
+            ours = head.revision == 1 and head.find_request(request_id, IMPORT_OP)
+            states[sid] = "ours" if ours else "exists"
 
         await for_each(plans, state_of, PARALLEL_PUTS)
         return states

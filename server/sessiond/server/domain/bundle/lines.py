@@ -16,6 +16,8 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from sessiond.errors import BundleInvalid, SessiondError
 from sessiond.server.domain.bundle.format import dumps
+from sessiond.server.domain.content import check_message
+from sessiond.server.domain.limits import Limits
 from sessiond.server.domain.records import (
     Agent,
     Head,
@@ -125,6 +127,9 @@ def parse_session(value: Any, what: str = "sessions.json") -> Head:
 
 # -- messages -----------------------------------------------------------------
 
+#: Limits that check a message's shape only.
+_SHAPE_ONLY = Limits(max_blocks_per_message=2**31, max_message_bytes=2**62)
+
 
 def message_line(session_id: str, message: StoredMessage) -> str:
     """A line of ``messages.jsonl``."""
@@ -139,6 +144,20 @@ def parse_message(value: Any, what: str = "messages.jsonl") -> tuple[str, Stored
     _check_id(message.agent_id, "agent_id", what)
     if message.index < 0:
         raise BundleInvalid("a message has a negative index", file=what)
+    # The same shape rules as Run and Chat: an import must not store a
+    # message sessiond would have refused (and then served altered). Sizes
+    # are not limited here: the bundle may come from a server with other limits.
+    for body, field in ((message.message, "message"), (message.redact_message, "redact_message")):
+        if body is not None:
+            try:
+                check_message(body, _SHAPE_ONLY, field=field)
+            except SessiondError as error:
+                raise BundleInvalid(
+                    f"a message is not a valid Converse message: {error}",
+                    file=what,
+                    session_id=sid,
+                    index=message.index,
+                ) from None
     return sid, message
 
 
