@@ -91,6 +91,10 @@ class _Turn:
         if first.WhichOneof("event") == "ended":
             self.ended = first.ended
             return
+        # The input is the invocation's first message: a guardrail may
+        # redact it before anything else is committed.
+        if first.started.HasField("input"):
+            self.last_index = first.started.input.index
         remaining = first.started.history_message_count
         while remaining > 0:
             remaining -= len(self._next().history.messages)
@@ -194,6 +198,8 @@ class SessiondSessionManager(SessionManager):
         self._status = session.status
         info = next((a for a in session.agents if a.agent_id == agent.agent_id), None)
         if info is None or (info.message_count == 0 and not info.internal_state_json):
+            if agent.messages:
+                self._seed(agent)
             return
         messages, token = [], ""
         while True:
@@ -230,7 +236,25 @@ class SessiondSessionManager(SessionManager):
             to_strands(m.redact_message if m.HasField("redact_message") else m.message)
             for m in messages
         ]
+        if not messages and agent.messages:
+            # A new agent given messages to start from (``Agent(messages=...)``):
+            # like Strands' own managers, keep and store them.
+            self._seed(agent)
+            return
         agent.messages = prepend + restored[offset:]
+
+    def _seed(self, agent: Any) -> None:
+        """Stores an agent's initial messages as one turn (the first is its input)."""
+        first, *rest = agent.messages
+        open_ = pb.RunOpen(session_id=self.session_id, agent_id=agent.agent_id, history_limit=1)
+        open_.input.CopyFrom(to_proto(first))
+        turn = _Turn(self._stub, open_, None, self._metadata)
+        if turn.ended is not None:
+            raise SessiondError("sessiond ended the turn before it started")
+        update = self._update(agent)
+        update.messages.extend(to_proto(message) for message in rest)
+        turn.send(pb.RunRequest(finish=pb.RunFinish(update=update)))
+        self._status = 5  # FINISHED
 
     # -- the turn ----------------------------------------------------------------
 

@@ -119,10 +119,12 @@ class SessionLifecycle:
         except AlreadyExists:
             return await self._existing(keys, sid, request, return_existing)
         # 2. Strands' files, the empty directories, and the listing entry.
+        # Both Strands files are create-only: a session Strands wrote alone
+        # has no head, so creating ours succeeded, and its files must survive.
         results = await asyncio.gather(
             ctx.repo.put(keys.session_json(sid), strands.session_file(sid, now, now), mode=CREATE),
             ctx.repo.put(
-                keys.agent_json(sid, aid), strands.agent_file(head.agents[aid]), mode=OVERWRITE
+                keys.agent_json(sid, aid), strands.agent_file(head.agents[aid]), mode=CREATE
             ),
             ctx.repo.store.ensure_prefix(keys.messages_prefix(sid, aid)),
             ctx.repo.store.ensure_prefix(keys.multi_agents_prefix(sid)),
@@ -131,10 +133,20 @@ class SessionLifecycle:
         )
         if isinstance(results[0], AlreadyExists):
             # Strands' files were there before sessiond: this id belongs to a
-            # session Strands wrote. Undo the head; never overwrite its files.
-            await ctx.repo.delete_own([(keys.head(sid), head_etag)])
+            # session Strands wrote. Undo what we wrote, never its files, and
+            # answer as for any existing session (adopting it on the way).
+            ours = [(keys.head(sid), head_etag)]
+            if isinstance(results[1], tuple):
+                ours.append(results[1])
+            await ctx.repo.delete_own(ours)
             ctx.repo.forget(keys, sid)
-            raise SessionAlreadyExists("a session with this id exists already", session_id=sid)
+            return await self._existing(keys, sid, None, return_existing)
+        if isinstance(results[1], AlreadyExists):
+            # A leftover of an earlier session with this id (ours: session.json
+            # was not there): the new agent's state replaces it.
+            results[1] = await ctx.repo.put(
+                keys.agent_json(sid, aid), strands.agent_file(head.agents[aid]), mode=OVERWRITE
+            )
         for result in results[:4]:
             if isinstance(result, BaseException):
                 raise result

@@ -59,7 +59,7 @@ from sessiond.server.domain.reviews import DecisionInput, check_decision, record
 from sessiond.server.domain.turn_changes import TurnOutcome, TurnUpdate
 from sessiond.server.domain.turns import ActiveTurn
 from sessiond.server.domain.validation import check_id, check_optional_id, check_request_id
-from sessiond.server.storage.port import OVERWRITE, NotFound
+from sessiond.server.storage.port import CREATE, AlreadyExists, NotFound
 
 log = logging.getLogger("sessiond.turns")
 
@@ -432,14 +432,21 @@ class TurnService:
                     await store.delete(key)
 
     async def _create_agent_files(self, keys: TenantKeys, head: Head, agent_id: str) -> None:
-        await asyncio.gather(
+        # Create-only: an agent new to sessiond may be one a Strands writer
+        # added to the session; its agent.json (state and all) is adopted with
+        # its messages at the turn's first commit, so it must survive.
+        results = await asyncio.gather(
             self._ctx.repo.put(
                 keys.agent_json(head.session_id, agent_id),
                 strands.agent_file(head.agents[agent_id]),
-                mode=OVERWRITE,
+                mode=CREATE,
             ),
             self._ctx.repo.store.ensure_prefix(keys.messages_prefix(head.session_id, agent_id)),
+            return_exceptions=True,
         )
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, AlreadyExists):
+                raise result
 
 
 def _expire_open_turn(head: Head, now: datetime) -> None:
@@ -518,6 +525,12 @@ def _shape_resume(
             "the session has no hibernated turn to resume",
             session_id=head.session_id,
             status=head.status.value,
+        )
+    if request.agent_id and request.agent_id != turn.agent_id:
+        raise InvalidTransition(
+            "the hibernated turn belongs to another agent of the session",
+            session_id=head.session_id,
+            agent_id=turn.agent_id,
         )
     if turn.engine == CLIENT_ENGINE and not request.runtime:
         raise RuntimeRequired(
