@@ -12,8 +12,6 @@ from pathlib import Path
 
 import boto3
 import pytest
-from strands import Agent
-from strands.agent.conversation_manager import SlidingWindowConversationManager
 from strands.session.file_session_manager import FileSessionManager
 from strands.session.s3_session_manager import S3SessionManager
 
@@ -21,29 +19,9 @@ from sessiond.client.aio import text_message
 from sessiond.server.storage.local import LocalDirectoryStore
 from sessiond.v1 import session_pb2
 from support.moto import MOTO_CREDENTIALS
-from support.strands_model import ReplyModel
+from support.strands_agents import strands_agent, texts
 
 TENANT_DIR = "tenants/default"
-
-
-def strands_agent(manager, agent_id: str = "default", window: int | None = None) -> Agent:
-    extra = {}
-    if window is not None:
-        extra["conversation_manager"] = SlidingWindowConversationManager(window_size=window)
-    return Agent(
-        model=ReplyModel(),
-        agent_id=agent_id,
-        session_manager=manager,
-        callback_handler=None,
-        **extra,
-    )
-
-
-def texts(messages) -> list[str]:
-    return [
-        "".join(block.text for block in m.message.content if block.WhichOneof("block") == "text")
-        for m in messages
-    ]
 
 
 def write_strands_sessions(root: Path) -> None:

@@ -6,12 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from strands import Agent
-from strands.agent.conversation_manager import SlidingWindowConversationManager
 from strands.session.file_session_manager import FileSessionManager
 
 from sessiond.server.storage.local import LocalDirectoryStore
-from support.strands_model import ReplyModel
+from support.strands_agents import strands_agent, texts
 
 TENANT_DIR = "tenants/default"
 
@@ -19,26 +17,6 @@ TENANT_DIR = "tenants/default"
 @pytest.fixture(autouse=True)
 def _quiet_strands(caplog):
     caplog.set_level("WARNING", logger="strands")
-
-
-def strands_agent(manager, agent_id: str = "default", window: int | None = None) -> Agent:
-    extra = {}
-    if window is not None:
-        extra["conversation_manager"] = SlidingWindowConversationManager(window_size=window)
-    return Agent(
-        model=ReplyModel(),
-        agent_id=agent_id,
-        session_manager=manager,
-        callback_handler=None,
-        **extra,
-    )
-
-
-def texts(messages) -> list[str]:
-    return [
-        "".join(b.text for b in m.message.content if b.WhichOneof("block") == "text")
-        for m in messages
-    ]
 
 
 async def test_a_new_agent_strands_adds_to_a_served_session(serve, tmp_path: Path) -> None:
@@ -95,8 +73,7 @@ async def test_sessiond_manager_restores_what_file_manager_restores(serve, tmp_p
     agent("next")
 
     served = await serve(store=LocalDirectoryStore(tmp_path))
-    for sid in ("trimmed", "gapped", "redacted"):
-        await served.client.get(sid)  # adopted first (Start on a Strands-only session fails)
+    # No Get first: the manager's Start(return_existing) adopts each session.
     results = {}
     for sid, window in (("trimmed", 4), ("gapped", None), ("redacted", None)):
         expected = _strip(

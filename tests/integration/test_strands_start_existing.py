@@ -10,22 +10,13 @@ import json
 from pathlib import Path
 
 import pytest
-from strands import Agent
-from strands.agent.conversation_manager import SlidingWindowConversationManager
 from strands.session.file_session_manager import FileSessionManager
 
 from sessiond.errors import SessionAlreadyExists
 from sessiond.server.storage.local import LocalDirectoryStore
-from support.strands_model import ReplyModel
+from support.strands_agents import strands_agent
 
 TENANT_DIR = "tenants/default"
-
-
-def strands_agent(manager, window: int | None = None) -> Agent:
-    extra = {}
-    if window is not None:
-        extra["conversation_manager"] = SlidingWindowConversationManager(window_size=window)
-    return Agent(model=ReplyModel(), session_manager=manager, callback_handler=None, **extra)
 
 
 def files_of(root: Path) -> dict[Path, bytes]:
