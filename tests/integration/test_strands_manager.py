@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 from strands import Agent, tool
-from strands.hooks import BeforeToolCallEvent, HookProvider, HookRegistry
 from strands.multiagent import GraphBuilder
 
 from sessiond.client import Client, message_text
@@ -25,30 +24,8 @@ from sessiond.client.aio import AsyncClient
 from sessiond.errors import SessionBusy, SessionNotFound, Unauthenticated
 from sessiond.strands import SessiondSessionManager
 from sessiond.v1 import session_pb2, turn_pb2
+from support.strands_agents import DELETED, ApproveDeletes, delete_file
 from support.strands_model import ReplyModel, ToolCallingModel
-
-DELETED: list[str] = []
-
-
-@tool
-def delete_file(path: str) -> str:
-    """Deletes a file (a test tool that records the call)."""
-    DELETED.append(path)
-    return f"deleted {path}"
-
-
-class ApproveDeletes(HookProvider):
-    """Asks a human before delete_file runs (a Strands interrupt)."""
-
-    def register_hooks(self, registry: HookRegistry, **kwargs: Any) -> None:
-        registry.add_callback(BeforeToolCallEvent, self.check)
-
-    def check(self, event: BeforeToolCallEvent) -> None:
-        if event.tool_use["name"] != "delete_file":
-            return
-        answer = event.interrupt("approve-delete", reason={"path": event.tool_use["input"]["path"]})
-        if answer.get("action") != "APPROVE":
-            event.cancel_tool = f"the reviewer said no: {answer.get('comment', '')}"
 
 
 def texts(messages) -> list[str]:

@@ -7,15 +7,14 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from strands import Agent, tool
+from strands import Agent
 from strands.agent.conversation_manager import SlidingWindowConversationManager
-from strands.hooks import BeforeToolCallEvent, HookProvider, HookRegistry
 from strands.session.file_session_manager import FileSessionManager
 
 from sessiond.server.storage.local import LocalDirectoryStore
 from sessiond.strands import SessiondSessionManager
 from sessiond.v1 import session_pb2
-from support.strands_agents import texts
+from support.strands_agents import DELETED, ApproveDeletes, delete_file, texts
 from support.strands_model import ReplyModel, ToolCallingModel
 
 
@@ -96,29 +95,6 @@ async def test_initial_messages_of_a_new_agent_are_kept(served) -> None:
     assert restored == live
 
 
-DELETED: list[str] = []
-
-
-@tool
-def delete_file(path: str) -> str:
-    """Deletes a file (test)."""
-    DELETED.append(path)
-    return f"deleted {path}"
-
-
-class ApproveDeletes(HookProvider):
-    def register_hooks(self, registry: HookRegistry, **kwargs: Any) -> None:
-        registry.add_callback(BeforeToolCallEvent, self.check)
-
-    def check(self, event: BeforeToolCallEvent) -> None:
-        if event.tool_use["name"] != "delete_file":
-            return
-        answer = event.interrupt("approve-delete", reason={"path": event.tool_use["input"]["path"]})
-        event.agent.state.set("asked", True)
-        if answer.get("action") != "APPROVE":
-            event.cancel_tool = f"rejected: {answer.get('comment', '')}"
-
-
 async def test_reject_resumed_in_the_same_process_keeps_state(served) -> None:
     DELETED.clear()
 
@@ -127,7 +103,7 @@ async def test_reject_resumed_in_the_same_process_keeps_state(served) -> None:
         agent = Agent(
             model=ToolCallingModel("delete_file", {"path": "/x"}),
             tools=[delete_file],
-            hooks=[ApproveDeletes()],
+            hooks=[ApproveDeletes(mark_state=True)],
             session_manager=manager,
             callback_handler=None,
         )
@@ -150,7 +126,7 @@ async def test_reject_resumed_in_the_same_process_keeps_state(served) -> None:
 
     answer = await in_thread(resume)
     assert DELETED == []
-    assert "rejected: no way" in answer
+    assert "the reviewer said no: no way" in answer
     session = await served.client.get("hitl2")
     assert json.loads(session.agents[0].state_json) == {"before": 1, "asked": True}
     msgs = await served.client.all_messages("hitl2")
@@ -213,7 +189,7 @@ async def test_strands_appends_while_a_turn_waits_for_review(serve, tmp_path) ->
         return Agent(
             model=ToolCallingModel("delete_file", {"path": "/y"}),
             tools=[delete_file],
-            hooks=[ApproveDeletes()],
+            hooks=[ApproveDeletes(mark_state=True)],
             session_manager=manager,
             callback_handler=None,
         )
@@ -275,7 +251,7 @@ async def test_another_agent_invoked_while_a_resolved_turn_waits(served) -> None
                 agent_id="boss",
                 model=ToolCallingModel("delete_file", {"path": "/z"}),
                 tools=[delete_file],
-                hooks=[ApproveDeletes()],
+                hooks=[ApproveDeletes(mark_state=True)],
                 session_manager=manager,
                 callback_handler=None,
             )
